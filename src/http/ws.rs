@@ -1,0 +1,77 @@
+//! `GET /ws`: origin and credential checks, the upgrade, and the session actor.
+
+use actix::{Actor, AsyncContext};
+use actix_http::ws::{hash_key, verify_handshake};
+use actix_web::{
+    http::{header, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+
+use crate::{
+    auth::{credential, Identity},
+    error::AppError,
+    session::{
+        outbox::{OutboundBody, Outbox},
+        transport::FrameReader,
+        Session,
+    },
+    state::AppState,
+};
+
+/// Raw socket of a connection, captured at accept time (see `startup`).
+#[derive(Clone, Copy)]
+pub struct ConnFd(pub i32);
+
+/// Is the request's `Origin` (when present) allowed?
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else { return false };
+    let origin = origin.trim_end_matches('/');
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    // The server's own origin: same host (and port) as the request.
+    let host = req.connection_info().host().to_string();
+    origin
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(&host))
+}
+
+pub async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let s = &state.settings;
+    if !origin_allowed(&req, &s.allowed_origins) {
+        return Err(AppError::forbidden("origin not allowed"));
+    }
+    let identity = match credential(&req, true) {
+        Some((token, _)) => Some(state.auth.verify(&token)?),
+        None if s.anonymous() => Some(Identity::anonymous()),
+        // No credential yet: the first frame must be `auth` (within the auth timeout).
+        None => None,
+    };
+    verify_handshake(req.head()).map_err(|e| AppError::bad_request(format!("not a WebSocket handshake: {e}")))?;
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| AppError::bad_request("missing Sec-WebSocket-Key"))?;
+    let accept = hash_key(key.as_bytes());
+    let accept = std::str::from_utf8(&accept).unwrap_or_default().to_string();
+
+    let fd = req.conn_data::<ConnFd>().map(|f| f.0);
+    let outbox = Outbox::new(s.outbox_max_frames, s.outbox_max_bytes, fd);
+    let reader = FrameReader::new(payload, s.max_frame_bytes());
+    let session = Session::new(state.get_ref().clone(), outbox.clone(), identity);
+    Session::create(move |ctx| {
+        ctx.add_stream(reader);
+        session
+    });
+    Ok(HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS)
+        .upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))
+        .body(OutboundBody { outbox }))
+}

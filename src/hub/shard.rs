@@ -1,0 +1,511 @@
+//! One hub shard: the channels whose name hashes to it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::*;
+use crate::{
+    channels::{Namespace, Storage},
+    error::AppError,
+    feeds::Feeds,
+    protocol::{
+        delete_event, edit_event, message_event, now_ms, presence_event, reply_err, reply_ok, typing_event, Message,
+        PresenceMember, UserRef,
+    },
+    storage::writer::PublishOk,
+};
+
+/// How often coalesced presence diffs are flushed.
+const PRESENCE_FLUSH: Duration = Duration::from_millis(100);
+
+enum MemberState {
+    /// Waiting for the join snapshot; live events are held here (in seq order).
+    Joining(Vec<(i64, Bytes)>),
+    /// Receiving; events with `seq <= skip_upto` were in the snapshot already.
+    Active { skip_upto: i64 },
+}
+
+struct Member {
+    conn: Arc<ConnHandle>,
+    state: MemberState,
+}
+
+#[derive(Default)]
+struct Present {
+    name: Option<Arc<str>>,
+    conns: u32,
+}
+
+struct ChannelState {
+    name: Arc<str>,
+    ns: Namespace,
+    members: HashMap<u64, Member>,
+    /// user id → connections counted present.
+    presence: HashMap<Arc<str>, Present>,
+    pending_joined: HashMap<Arc<str>, UserRef>,
+    pending_left: HashMap<Arc<str>, UserRef>,
+    /// Newest value of an in-memory channel, with its seq.
+    last: Option<Message>,
+    /// Seq counter of in-memory channels.
+    seq: i64,
+}
+
+impl ChannelState {
+    fn new(name: Arc<str>, ns: Namespace) -> Self {
+        ChannelState {
+            name,
+            ns,
+            members: HashMap::new(),
+            presence: HashMap::new(),
+            pending_joined: HashMap::new(),
+            pending_left: HashMap::new(),
+            last: None,
+            seq: 0,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.last.is_none() && self.pending_joined.is_empty() && self.pending_left.is_empty()
+    }
+
+    fn present_list(&self) -> Vec<PresenceMember> {
+        let mut v: Vec<PresenceMember> = self
+            .presence
+            .iter()
+            .filter(|(_, p)| p.conns > 0)
+            .map(|(id, p)| PresenceMember {
+                id: id.clone(),
+                name: p.name.clone().unwrap_or_else(|| id.clone()),
+                conns: p.conns,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    fn mark_present(&mut self, user: &UserRef) -> bool {
+        let p = self.presence.entry(user.id.clone()).or_default();
+        p.name = Some(user.name.clone());
+        p.conns += 1;
+        if p.conns == 1 {
+            if self.pending_left.remove(&user.id).is_none() {
+                self.pending_joined.insert(user.id.clone(), user.clone());
+            }
+            return true;
+        }
+        false
+    }
+
+    fn mark_absent(&mut self, user: &UserRef) -> bool {
+        let Some(p) = self.presence.get_mut(&user.id) else {
+            return false;
+        };
+        p.conns = p.conns.saturating_sub(1);
+        if p.conns == 0 {
+            self.presence.remove(&user.id);
+            if self.pending_joined.remove(&user.id).is_none() {
+                self.pending_left.insert(user.id.clone(), user.clone());
+            }
+            return true;
+        }
+        false
+    }
+}
+
+/// The shard actor.
+pub struct Shard {
+    channels: HashMap<Arc<str>, ChannelState>,
+    /// Channels with presence diffs waiting for the next flush.
+    dirty: HashSet<Arc<str>>,
+    /// Epoch of in-memory channels: changes with every process start.
+    epoch: Arc<str>,
+    feeds: Arc<Feeds>,
+    stats: ShardStats,
+}
+
+impl Shard {
+    pub fn new(epoch: Arc<str>, feeds: Arc<Feeds>) -> Shard {
+        Shard {
+            channels: HashMap::new(),
+            dirty: HashSet::new(),
+            epoch,
+            feeds,
+            stats: ShardStats::default(),
+        }
+    }
+
+    fn channel(&mut self, name: &Arc<str>, ns: Namespace) -> &mut ChannelState {
+        self.channels
+            .entry(name.clone())
+            .or_insert_with(|| ChannelState::new(name.clone(), ns))
+    }
+
+    /// Pushes one frame to every active member (optionally skipping one user).
+    fn fan_out(
+        stats: &mut ShardStats,
+        ch: &mut ChannelState,
+        seq: Option<i64>,
+        frame: &Bytes,
+        skip_user: Option<&str>,
+    ) {
+        let conflate = ch.ns.policy().conflate;
+        // A member whose queue overflowed is closing; its session unsubscribes it.
+        for m in ch.members.values_mut() {
+            if skip_user.is_some_and(|u| *m.conn.user.id == *u) {
+                continue;
+            }
+            match &mut m.state {
+                MemberState::Joining(buf) => {
+                    if let Some(s) = seq {
+                        buf.push((s, frame.clone()));
+                    }
+                }
+                MemberState::Active { skip_upto } => {
+                    if seq.is_some_and(|s| s <= *skip_upto) {
+                        continue;
+                    }
+                    if conflate {
+                        m.conn.outbox.push_conflated(&ch.name, frame.clone());
+                    } else {
+                        m.conn.outbox.push(frame.clone());
+                    }
+                    stats.frames_out += 1;
+                }
+            }
+        }
+    }
+
+    fn flush_presence(&mut self) {
+        for name in std::mem::take(&mut self.dirty) {
+            let Some(ch) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            if ch.pending_joined.is_empty() && ch.pending_left.is_empty() {
+                continue;
+            }
+            let joined: Vec<UserRef> = ch.pending_joined.drain().map(|(_, u)| u).collect();
+            let left: Vec<UserRef> = ch.pending_left.drain().map(|(_, u)| u).collect();
+            let frame = presence_event(&name, &joined, &left);
+            Self::fan_out(&mut self.stats, ch, None, &frame, None);
+            if ch.is_idle() {
+                self.channels.remove(&name);
+            }
+        }
+    }
+
+    fn remove_member(&mut self, conn_id: u64, name: &Arc<str>) {
+        let Some(ch) = self.channels.get_mut(name) else { return };
+        let Some(m) = ch.members.remove(&conn_id) else { return };
+        let changed =
+            matches!(m.state, MemberState::Active { .. }) && ch.ns.policy().presence && ch.mark_absent(&m.conn.user);
+        if changed {
+            self.dirty.insert(name.clone());
+        } else if ch.is_idle() {
+            self.channels.remove(name);
+        }
+    }
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1 << 16);
+        ctx.run_interval(PRESENCE_FLUSH, |act, _| act.flush_presence());
+    }
+}
+
+#[derive(Serialize)]
+struct JoinOk<'a> {
+    channel: &'a str,
+    seq: i64,
+    epoch: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence: Option<Vec<PresenceMember>>,
+}
+
+impl Handler<Subscribe> for Shard {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        let name = msg.channel.full.clone();
+        let policy = msg.channel.policy();
+        let epoch = self.epoch.clone();
+        let ch = self.channel(&name, msg.channel.ns);
+        if policy.storage == Storage::Every {
+            // Re-joining restarts the buffering; presence is counted on completion.
+            let conn_id = msg.conn.id;
+            let was_active = ch
+                .members
+                .get(&conn_id)
+                .is_some_and(|m| matches!(m.state, MemberState::Active { .. }));
+            if was_active && policy.presence && ch.mark_absent(&msg.conn.user) {
+                self.dirty.insert(name.clone());
+            }
+            let ch = self.channels.get_mut(&name).expect("channel exists");
+            ch.members.insert(
+                conn_id,
+                Member {
+                    conn: msg.conn,
+                    state: MemberState::Joining(Vec::new()),
+                },
+            );
+            return MessageResult(Subscribed::NeedsSnapshot);
+        }
+        // In-memory last-value channel: reply with the last value at once.
+        let top = ch.seq;
+        let (recovered, messages): (Option<bool>, Vec<Message>) = match msg.since {
+            None => (None, ch.last.iter().cloned().collect()),
+            Some(since) => {
+                let same_epoch = msg.epoch.as_deref().is_none_or(|e| e.is_empty() || *e == *epoch);
+                if same_epoch && since == top {
+                    (Some(true), Vec::new())
+                } else if same_epoch && since + 1 == top {
+                    (Some(true), ch.last.iter().cloned().collect())
+                } else {
+                    (Some(false), ch.last.iter().cloned().collect())
+                }
+            }
+        };
+        let reply = reply_ok(
+            msg.req_id,
+            &JoinOk {
+                channel: &name,
+                seq: top,
+                epoch: &epoch,
+                recovered,
+                messages: &messages,
+                presence: None,
+            },
+        );
+        let outbox = msg.conn.outbox.clone();
+        ch.members.insert(
+            msg.conn.id,
+            Member {
+                conn: msg.conn,
+                state: MemberState::Active { skip_upto: top },
+            },
+        );
+        outbox.push(reply);
+        MessageResult(Subscribed::Replied)
+    }
+}
+
+impl Handler<JoinComplete> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: JoinComplete, _: &mut Self::Context) {
+        let Some(ch) = self.channels.get_mut(&msg.channel) else {
+            return;
+        };
+        let presence_on = ch.ns.policy().presence;
+        let Some(m) = ch.members.get_mut(&msg.conn_id) else {
+            return;
+        };
+        let top = msg.snapshot.top;
+        let buffered = match std::mem::replace(&mut m.state, MemberState::Active { skip_upto: top }) {
+            MemberState::Joining(b) => b,
+            MemberState::Active { .. } => Vec::new(),
+        };
+        let conn = m.conn.clone();
+        if presence_on && ch.mark_present(&conn.user) {
+            self.dirty.insert(msg.channel.clone());
+        }
+        let ch = self.channels.get_mut(&msg.channel).expect("channel exists");
+        let presence = presence_on.then(|| ch.present_list());
+        let s = &msg.snapshot;
+        let reply = reply_ok(
+            msg.req_id,
+            &JoinOk {
+                channel: &msg.channel,
+                seq: s.top,
+                epoch: &s.epoch,
+                recovered: s.recovered,
+                messages: &s.messages,
+                presence,
+            },
+        );
+        let mut alive = conn.outbox.push(reply);
+        for (seq, frame) in buffered {
+            if alive && seq > top {
+                alive = conn.outbox.push(frame);
+            }
+        }
+        if !alive {
+            self.remove_member(conn.id, &msg.channel);
+        }
+    }
+}
+
+impl Handler<Unsubscribe> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        for name in &msg.channels {
+            self.remove_member(msg.conn_id, name);
+        }
+    }
+}
+
+impl Handler<Committed> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, _: &mut Self::Context) {
+        for c in msg.0 {
+            match c {
+                Commit::Message { msg: m, ack } => {
+                    let frame = message_event(&m);
+                    self.stats.messages_out += 1;
+                    if let Some(ch) = self.channels.get_mut(&m.channel) {
+                        Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
+                    }
+                    ack.ok(&PublishOk {
+                        seq: m.seq,
+                        ts: m.ts,
+                        duplicate: false,
+                    });
+                }
+                Commit::Edit {
+                    channel,
+                    seq,
+                    from,
+                    data,
+                    edited_ts,
+                    ack,
+                } => {
+                    let frame = edit_event(&channel, seq, &from, &data, edited_ts);
+                    if let Some(ch) = self.channels.get_mut(&channel) {
+                        Self::fan_out(&mut self.stats, ch, None, &frame, None);
+                    }
+                    ack.ok(&serde_json::Map::new());
+                }
+                Commit::Delete { channel, seq, ack } => {
+                    let frame = delete_event(&channel, seq);
+                    if let Some(ch) = self.channels.get_mut(&channel) {
+                        Self::fan_out(&mut self.stats, ch, None, &frame, None);
+                    }
+                    ack.ok(&serde_json::Map::new());
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Typing> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Typing, _: &mut Self::Context) {
+        let active = self
+            .channels
+            .get(&msg.channel)
+            .and_then(|c| c.members.get(&msg.conn_id))
+            .is_some();
+        if !active {
+            msg.outbox.push(reply_err(
+                msg.req_id,
+                &AppError::forbidden(format!("join {} first", msg.channel)),
+            ));
+            return;
+        }
+        let frame = typing_event(&msg.channel, &msg.user);
+        let ch = self.channels.get_mut(&msg.channel).expect("checked");
+        Self::fan_out(&mut self.stats, ch, None, &frame, Some(&msg.user.id));
+        if msg.req_id.is_some() {
+            msg.outbox.push(reply_ok(msg.req_id, &serde_json::Map::new()));
+        }
+    }
+}
+
+impl Handler<PresenceQuery> for Shard {
+    type Result = MessageResult<PresenceQuery>;
+
+    fn handle(&mut self, msg: PresenceQuery, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.channels
+                .get(&msg.channel)
+                .map(|c| c.present_list())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Handler<IsMember> for Shard {
+    type Result = bool;
+
+    fn handle(&mut self, msg: IsMember, _: &mut Self::Context) -> bool {
+        self.channels
+            .get(&msg.channel)
+            .and_then(|c| c.members.get(&msg.conn_id))
+            .is_some_and(|m| matches!(m.state, MemberState::Active { .. }))
+    }
+}
+
+impl Handler<FeedPublish> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: FeedPublish, _: &mut Self::Context) {
+        let name = msg.channel.full.clone();
+        let ns = msg.channel.ns;
+        let ch = self.channel(&name, ns);
+        ch.seq += 1;
+        let m = Message {
+            channel: name.clone(),
+            seq: ch.seq,
+            ts: now_ms(),
+            from: msg.from,
+            data: msg.data,
+            client_id: msg.client_id,
+            edited_ts: None,
+            deleted: false,
+        };
+        let frame = message_event(&m);
+        ch.last = Some(m.clone());
+        self.stats.messages_out += 1;
+        let ch = self.channels.get_mut(&name).expect("exists");
+        Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
+        if msg.channel.policy().storage == Storage::LastValueAndTrack {
+            self.feeds.stored_last_value(&m);
+        }
+        msg.ack.ok(&PublishOk {
+            seq: m.seq,
+            ts: m.ts,
+            duplicate: false,
+        });
+    }
+}
+
+impl Handler<SeedLastValues> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: SeedLastValues, _: &mut Self::Context) {
+        for m in msg.0 {
+            let Ok(c) = crate::channels::Channel::parse(&m.channel) else {
+                continue;
+            };
+            let ch = self.channel(&c.full, c.ns);
+            ch.seq = ch.seq.max(m.seq);
+            ch.last = Some(m);
+        }
+    }
+}
+
+impl Handler<Stats> for Shard {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        let mut s = self.stats;
+        s.channels = self.channels.len();
+        s.subscriptions = self.channels.values().map(|c| c.members.len()).sum();
+        MessageResult(s)
+    }
+}

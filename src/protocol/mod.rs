@@ -1,0 +1,29 @@
+//! Wire types of protocol v1 (docs/PROTOCOL.md): bytes → [`Request`] on the way in,
+//! event and reply frames → shared [`Bytes`] on the way out.
+//!
+//! Decoding is strict and never panics: anything a client can send maps either to a
+//! `Request` or to an [`AppError`] carrying the request `id` when one could be read.
+
+pub mod events;
+pub mod request;
+
+pub use events::*;
+pub use request::{Op, Request};
+
+/// WebSocket close codes used by the server (PROTOCOL.md §5).
+pub mod close {
+    /// Normal closure (heartbeat timeout, client asked).
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame or message was bigger than allowed.
+    pub const TOO_BIG: u16 = 1009;
+    /// Internal error.
+    pub const INTERNAL: u16 = 1011;
+    /// Missing or invalid credentials.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The connection's outbound queue overflowed.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The connection kept exceeding its rate limit.
+    pub const RATE_LIMITED: u16 = 4029;
+}

@@ -1,0 +1,359 @@
+//! The bounded outbound queue of one connection, and the response body that drains it.
+//!
+//! Hub shards, the writer and the session push already-serialized frames ([`Bytes`]
+//! shared by every recipient) into the [`Outbox`]; the HTTP dispatcher pulls them
+//! through [`OutboundBody`] only when the socket can take more, so a client that
+//! stops reading stops the pulling, never the pushers.
+//!
+//! Overflow policy: frames of conflatable channels (feeds that carry state) keep one
+//! pending slot per channel whose content is replaced by newer values; any other
+//! frame that would exceed `max_frames` or `max_bytes` closes the connection with
+//! 4008 after dropping the backlog (memory is released at once).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
+
+use actix::Recipient;
+use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
+use actix_web::body::{BodySize, MessageBody};
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::{close, disconnect_event};
+
+/// Tells the session its connection ended (overflow, transport gone).
+#[derive(actix::Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct OutboxClosed;
+
+/// Connections closed because their queue overflowed (exported by `/metrics`).
+pub static SLOW_CONSUMERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Most bytes handed to the dispatcher in one chunk.
+const CHUNK: usize = 64 * 1024;
+
+enum Item {
+    Text(Bytes),
+    /// The newest pending frame of a conflated channel lives in `Inner::conflated`.
+    Slot(Arc<str>),
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Item>,
+    /// Bytes of text frames queued (including conflated slots).
+    bytes: usize,
+    conflated: HashMap<Arc<str>, Bytes>,
+    /// Control frames go out before any queued text.
+    control: VecDeque<(OpCode, Bytes)>,
+    /// Set once the connection is closing: code and reason of the close frame.
+    closing: Option<(u16, String)>,
+    close_sent: bool,
+    /// The dispatcher waiting for frames.
+    waker: Option<Waker>,
+    /// The body is still owned by the HTTP dispatcher (the socket is open).
+    transport_alive: bool,
+    /// Raw socket, to cut a connection that never drains its close frame.
+    fd: Option<i32>,
+    /// The session, told once when the connection ends.
+    notify: Option<Recipient<OutboxClosed>>,
+    /// Frames dropped or replaced by conflation (observability).
+    conflated_count: u64,
+}
+
+/// One connection's bounded queue. Cheap to share: `Arc<Outbox>`.
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    pub fn new(max_frames: usize, max_bytes: usize, fd: Option<i32>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            inner: Mutex::new(Inner {
+                fd,
+                transport_alive: true,
+                ..Default::default()
+            }),
+            max_frames,
+            max_bytes,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers the session to notify when the connection ends.
+    pub fn set_notify(&self, r: Recipient<OutboxClosed>) {
+        self.lock().notify = Some(r);
+    }
+
+    /// Queues a text frame. Returns false when the connection is (now) closed.
+    pub fn push(&self, frame: Bytes) -> bool {
+        let mut g = self.lock();
+        if g.closing.is_some() {
+            return false;
+        }
+        if g.queue.len() >= self.max_frames || g.bytes + frame.len() > self.max_bytes {
+            self.overflow(g);
+            return false;
+        }
+        g.bytes += frame.len();
+        g.queue.push_back(Item::Text(frame));
+        wake(&mut g);
+        true
+    }
+
+    /// Queues a frame of a conflatable channel: while an older frame of the same channel
+    /// is still queued, it is replaced instead of queued behind it.
+    pub fn push_conflated(&self, channel: &Arc<str>, frame: Bytes) -> bool {
+        let mut g = self.lock();
+        if g.closing.is_some() {
+            return false;
+        }
+        let len = frame.len();
+        if let Some(old) = g.conflated.get_mut(channel) {
+            let old_len = old.len();
+            *old = frame;
+            g.bytes = g.bytes + len - old_len;
+            g.conflated_count += 1;
+            return true;
+        }
+        if g.queue.len() >= self.max_frames || g.bytes + len > self.max_bytes {
+            self.overflow(g);
+            return false;
+        }
+        g.bytes += len;
+        g.conflated.insert(channel.clone(), frame);
+        g.queue.push_back(Item::Slot(channel.clone()));
+        wake(&mut g);
+        true
+    }
+
+    /// Queues a ping (ahead of text).
+    pub fn ping(&self, payload: Bytes) {
+        let mut g = self.lock();
+        if g.closing.is_none() && g.control.len() < 8 {
+            g.control.push_back((OpCode::Ping, payload));
+            wake(&mut g);
+        }
+    }
+
+    /// Answers a client ping.
+    pub fn pong(&self, payload: Bytes) {
+        let mut g = self.lock();
+        if g.closing.is_none() && g.control.len() < 8 {
+            g.control.push_back((OpCode::Pong, payload));
+            wake(&mut g);
+        }
+    }
+
+    /// Starts closing: `flush` sends what is queued first; otherwise the backlog is
+    /// dropped. Non-normal codes are announced by a `disconnect` event first.
+    pub fn close(&self, code: u16, reason: &str, flush: bool) {
+        let mut g = self.lock();
+        if g.closing.is_some() {
+            return;
+        }
+        if !flush {
+            clear(&mut g);
+        }
+        if code >= 4000 {
+            let ev = disconnect_event(code, reason);
+            g.bytes += ev.len();
+            g.queue.push_back(Item::Text(ev));
+        }
+        g.closing = Some((code, reason.to_string()));
+        wake(&mut g);
+    }
+
+    fn overflow(&self, mut g: MutexGuard<'_, Inner>) {
+        log::info!(
+            "closing a slow consumer ({} frames, {} bytes queued)",
+            g.queue.len(),
+            g.bytes
+        );
+        SLOW_CONSUMERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        clear(&mut g);
+        let ev = disconnect_event(close::SLOW_CONSUMER, "slow consumer");
+        g.bytes += ev.len();
+        g.queue.push_back(Item::Text(ev));
+        g.closing = Some((close::SLOW_CONSUMER, "slow consumer".into()));
+        wake(&mut g);
+        let notify = g.notify.take();
+        drop(g);
+        if let Some(n) = notify {
+            n.do_send(OutboxClosed);
+        }
+    }
+
+    /// Is the connection closing or closed?
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing.is_some()
+    }
+
+    /// Frames queued right now (observability, tests).
+    pub fn queued(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.queue.len(), g.bytes)
+    }
+
+    /// Cuts the socket when the close frame could not be delivered in time (the client
+    /// stopped reading). Safe: only while the dispatcher still owns the socket, and
+    /// called on the same thread that runs the dispatcher.
+    pub fn force_close(&self) {
+        let g = self.lock();
+        if g.transport_alive {
+            if let Some(fd) = g.fd {
+                log::debug!("cutting a connection that does not drain its close frame");
+                // SAFETY: the fd belongs to a live connection (transport_alive) and
+                // shutdown() neither closes nor invalidates it.
+                unsafe {
+                    libc::shutdown(fd, libc::SHUT_RDWR);
+                }
+            }
+        }
+    }
+
+    /// Called when the dispatcher drops the body.
+    fn transport_gone(&self) {
+        let mut g = self.lock();
+        g.transport_alive = false;
+        g.fd = None;
+        clear(&mut g);
+        if g.closing.is_none() {
+            g.closing = Some((close::GOING_AWAY, String::new()));
+        }
+        let notify = g.notify.take();
+        drop(g);
+        if let Some(n) = notify {
+            n.do_send(OutboxClosed);
+        }
+    }
+
+    /// Encodes what is ready into one chunk.
+    fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut g = self.lock();
+        if g.close_sent {
+            return Poll::Ready(None);
+        }
+        let mut out = BytesMut::new();
+        while let Some((op, payload)) = g.control.pop_front() {
+            Parser::write_message(&mut out, payload, op, true, false);
+        }
+        while out.len() < CHUNK {
+            let frame = match g.queue.pop_front() {
+                None => break,
+                Some(Item::Text(f)) => f,
+                Some(Item::Slot(ch)) => match g.conflated.remove(&ch) {
+                    Some(f) => f,
+                    None => continue,
+                },
+            };
+            g.bytes -= frame.len();
+            if out.is_empty() {
+                out.reserve(frame.len().max(CHUNK.min(g.bytes + frame.len())) + 14);
+            }
+            Parser::write_message(&mut out, &frame[..], OpCode::Text, true, false);
+        }
+        if g.queue.is_empty() {
+            if let Some((code, reason)) = g.closing.clone() {
+                let reason = CloseReason {
+                    code: CloseCode::from(code),
+                    description: Some(reason).filter(|r| !r.is_empty()),
+                };
+                Parser::write_close(&mut out, Some(reason), false);
+                g.close_sent = true;
+            }
+        }
+        if out.is_empty() {
+            g.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(out.freeze()))
+    }
+}
+
+fn wake(g: &mut Inner) {
+    if let Some(w) = g.waker.take() {
+        w.wake();
+    }
+}
+
+fn clear(g: &mut Inner) {
+    g.queue.clear();
+    g.conflated.clear();
+    g.bytes = 0;
+}
+
+/// The WebSocket response body: pulls encoded frames from the outbox.
+pub struct OutboundBody {
+    pub outbox: Arc<Outbox>,
+}
+
+impl MessageBody for OutboundBody {
+    type Error = std::io::Error;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        self.outbox.poll_chunk(cx).map(|o| o.map(Ok))
+    }
+}
+
+impl Drop for OutboundBody {
+    fn drop(&mut self) {
+        self.outbox.transport_gone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(o: &Outbox) -> Vec<u8> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut all = Vec::new();
+        while let Poll::Ready(Some(b)) = o.poll_chunk(&mut cx) {
+            all.extend_from_slice(&b);
+        }
+        all
+    }
+
+    #[test]
+    fn overflow_closes_and_frees() {
+        let o = Outbox::new(4, 1 << 20, None);
+        for _ in 0..4 {
+            assert!(o.push(Bytes::from_static(b"{}")));
+        }
+        assert!(!o.push(Bytes::from_static(b"{}")));
+        assert!(o.is_closing());
+        let out = drain(&o);
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.contains("slow consumer"));
+        // last frame is a close frame with code 4008
+        let close_at = out.iter().rposition(|b| *b == 0x88).unwrap();
+        assert_eq!(&out[close_at + 2..close_at + 4], &4008u16.to_be_bytes());
+    }
+
+    #[test]
+    fn conflation_keeps_newest() {
+        let o = Outbox::new(4, 1 << 20, None);
+        let ch: Arc<str> = "ticker:A".into();
+        for i in 0..100 {
+            assert!(o.push_conflated(&ch, Bytes::from(format!("{{\"p\":{i}}}"))));
+        }
+        assert_eq!(o.queued().0, 1);
+        let out = drain(&o);
+        assert!(String::from_utf8_lossy(&out).contains("{\"p\":99}"));
+        assert!(!o.is_closing());
+    }
+}

@@ -1,0 +1,212 @@
+//! Builds the whole server from [`Settings`]: storage, hub shards, the writer, the
+//! HTTP server; and shuts it down in order (sessions, HTTP, writer).
+
+use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+
+use actix::{Actor, Arbiter};
+use actix_web::{dev::Server, web, App, HttpServer};
+
+use crate::{
+    auth::{load_or_create_secret, Auth},
+    config::{ConfigError, Settings},
+    feeds::Feeds,
+    http::{self, ws::ConnFd},
+    hub::{Hub, SeedLastValues, Shard},
+    protocol::close,
+    state::{AppState, Metrics},
+    storage::{self, queries, writer, Db, DbTarget},
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::OpenError),
+    #[error("cannot bind {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A built, bound server.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: AppState,
+    writer_thread: JoinHandle<()>,
+    /// Keeps the shard threads alive until shutdown.
+    arbiters: Vec<Arbiter>,
+}
+
+impl Application {
+    /// Opens storage (running migrations), starts shards and the writer, binds the
+    /// listener. Must run inside an actix system.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let secret = load_or_create_secret(settings.jwt_secret.as_deref(), &dir)
+            .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let auth = Auth::new(&secret, settings.token_ttl_s);
+
+        let target = DbTarget::resolve(settings.database_url.as_deref(), &dir)?;
+        let db = Db::open(&target, settings.db_pool_size)?;
+
+        let feeds = Feeds::new();
+        let epoch: Arc<str> = hex::encode(rand::random::<[u8; 4]>()).into();
+        let mut arbiters = Vec::new();
+        let mut shards = Vec::new();
+        for _ in 0..settings.shards() {
+            let arb = Arbiter::new();
+            let (e, f) = (epoch.clone(), feeds.clone());
+            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| Shard::new(e, f)));
+            arbiters.push(arb);
+        }
+        let hub = Hub::new(shards);
+
+        let (writer, writer_thread) = writer::start(
+            target.connect()?,
+            hub.clone(),
+            settings.write_queue,
+            settings.write_batch_max,
+        );
+        feeds.set_writer(writer.clone());
+
+        // Durable last values (loc:) are served on join right after a restart.
+        let seeds = db
+            .run(queries::last_values)
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        let mut per: Vec<Vec<_>> = vec![Vec::new(); hub.shards().len()];
+        for m in seeds {
+            per[hub.shard_index(&m.channel)].push(m);
+        }
+        for (i, v) in per.into_iter().enumerate() {
+            hub.shards()[i].do_send(SeedLastValues(v));
+        }
+
+        let settings = Arc::new(settings);
+        let state = AppState {
+            settings: settings.clone(),
+            hub,
+            db,
+            writer,
+            auth,
+            feeds,
+            metrics: Arc::new(Metrics::default()),
+        };
+
+        let addr = settings.bind_addr()?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
+        let json_limit = (4 << 20).max(settings.max_message_bytes * 2);
+        let app_state = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(http::json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(http::query_error))
+                .app_data(web::PathConfig::default().error_handler(http::path_error))
+                .wrap(
+                    // The query string can hold a token: log the path only.
+                    actix_web::middleware::Logger::new("%a \"%{req}xi\" %s %b %Dms")
+                        .custom_request_replace("req", |r| format!("{} {}", r.method(), r.path()))
+                        .exclude("/healthz")
+                        .log_target("http"),
+                )
+                .configure(http::routes)
+        })
+        .on_connect(|conn, ext| {
+            #[cfg(unix)]
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                use std::os::unix::io::AsRawFd;
+                let _ = tcp.set_nodelay(true);
+                ext.insert(ConnFd(tcp.as_raw_fd()));
+            }
+        })
+        .backlog(4096)
+        .max_connections(100_000)
+        .shutdown_timeout(5)
+        .disable_signals();
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
+            .run();
+        Ok(Application {
+            server,
+            addr,
+            state,
+            writer_thread,
+            arbiters,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT/SIGTERM, then shuts down gracefully: every session gets
+    /// close 1001 after its queued frames, HTTP stops, the writer commits what it
+    /// holds, and the shard threads end.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            server,
+            state,
+            writer_thread,
+            arbiters,
+            ..
+        } = self;
+        let handle = server.handle();
+        let serve = actix_web::rt::spawn(server);
+        wait_for_signal().await;
+        log::info!("shutting down");
+        for conn in state.hub.registry.all() {
+            conn.outbox.close(close::GOING_AWAY, "server shutting down", true);
+        }
+        handle.stop(true).await;
+        let _ = serve.await;
+        drop(state);
+        // The writer ends when its last handle is gone; the feeds state holds one.
+        let _ = actix_web::rt::task::spawn_blocking(move || {
+            let _ = writer_thread.join();
+        })
+        .await;
+        for a in arbiters {
+            a.stop();
+        }
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,40 @@
+//! Shared application state handed to every route and session.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use crate::{auth::Auth, config::Settings, feeds::Feeds, hub::Hub, storage::writer::WriterHandle, storage::Db};
+
+/// Everything a request or a session needs; cheap to clone (all `Arc`s inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub hub: Hub,
+    pub db: Db,
+    pub writer: WriterHandle,
+    pub auth: Auth,
+    pub feeds: Arc<Feeds>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Process-wide counters exported by `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub next_conn_id: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub publishes: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+impl Metrics {
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}

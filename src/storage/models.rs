@@ -1,0 +1,72 @@
+//! Rows as diesel reads them, and their conversion to wire types.
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::protocol::{Message, UserRef};
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub uid: i64,
+    pub name: String,
+    pub name_lower: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+impl UserRow {
+    pub fn user_ref(&self) -> UserRef {
+        UserRef::new(self.uid.to_string(), self.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = rooms)]
+pub struct RoomRow {
+    pub name: String,
+    pub private: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub channel: String,
+    pub seq: i64,
+    pub ts: i64,
+    pub sender_id: String,
+    pub sender_name: String,
+    pub client_id: Option<String>,
+    pub data: String,
+    pub edited_ts: Option<i64>,
+    pub deleted: bool,
+}
+
+/// Parses stored JSON back into a raw value; a corrupt row degrades to `{}`.
+pub fn raw_json(s: String) -> Arc<RawValue> {
+    RawValue::from_string(s)
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid"))
+        .into()
+}
+
+impl From<MessageRow> for Message {
+    fn from(r: MessageRow) -> Message {
+        Message {
+            channel: r.channel.into(),
+            seq: r.seq,
+            ts: r.ts,
+            from: UserRef::new(r.sender_id, r.sender_name),
+            data: raw_json(r.data),
+            client_id: r.client_id.map(Into::into),
+            edited_ts: r.edited_ts,
+            deleted: r.deleted,
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Blocking queries of the read side and the rare writes (accounts, rooms). Called
+//! through [`super::Db::run`].
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{
+    is_unique_violation,
+    models::{MessageRow, RoomRow, UserRow},
+    schema::*,
+    Conn,
+};
+use crate::{
+    auth::Identity,
+    channels::{Channel, Namespace},
+    error::{AppError, AppResult},
+    protocol::{now_ms, Message, UserRef},
+};
+
+/// Creates an account. A taken name (case-insensitive) is `bad_request`.
+pub fn create_user(c: &mut Conn, name: &str, password_hash: &str) -> AppResult<UserRow> {
+    let lower = name.to_lowercase();
+    let res = diesel::insert_into(users::table)
+        .values((
+            users::name.eq(name),
+            users::name_lower.eq(&lower),
+            users::password_hash.eq(password_hash),
+            users::role.eq("user"),
+            users::created_at.eq(now_ms()),
+        ))
+        .execute(c);
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(AppError::bad_request("that name is already taken")),
+        Err(e) => return Err(e.into()),
+    }
+    find_user_by_name(c, name)?.ok_or_else(|| AppError::internal("user vanished after insert"))
+}
+
+pub fn find_user_by_name(c: &mut Conn, name: &str) -> AppResult<Option<UserRow>> {
+    Ok(users::table
+        .filter(users::name_lower.eq(name.to_lowercase()))
+        .select(UserRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Users whose name contains `q` (case-insensitive), for starting a DM.
+pub fn search_users(c: &mut Conn, q: &str, limit: i64) -> AppResult<Vec<UserRef>> {
+    let pattern = format!(
+        "%{}%",
+        q.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows: Vec<UserRow> = users::table
+        .filter(users::name_lower.like(pattern).escape('\\'))
+        .order(users::name_lower.asc())
+        .limit(limit)
+        .select(UserRow::as_select())
+        .load(c)?;
+    Ok(rows.iter().map(UserRow::user_ref).collect())
+}
+
+pub fn get_room(c: &mut Conn, name: &str) -> AppResult<Option<RoomRow>> {
+    Ok(rooms::table
+        .find(name)
+        .select(RoomRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Creates a room with its creator (and any given members) as members.
+/// An existing name is `bad_request`.
+pub fn create_room(
+    c: &mut Conn,
+    name: &str,
+    private: bool,
+    creator: &UserRef,
+    members: &[UserRef],
+) -> AppResult<RoomRow> {
+    c.transaction(|c| {
+        let row = RoomRow {
+            name: name.to_string(),
+            private,
+            created_by: creator.id.to_string(),
+            created_at: now_ms(),
+        };
+        match diesel::insert_into(rooms::table).values(&row).execute(c) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(AppError::bad_request("a room with that name exists")),
+            Err(e) => return Err(e.into()),
+        }
+        let channel = format!("room:{name}");
+        add_member(c, &channel, creator)?;
+        for m in members {
+            add_member(c, &channel, m)?;
+        }
+        Ok(row)
+    })
+}
+
+/// Adds a member (no-op when already one).
+pub fn add_member(c: &mut Conn, channel: &str, user: &UserRef) -> AppResult<()> {
+    if is_member(c, channel, &user.id)? {
+        return Ok(());
+    }
+    let res = diesel::insert_into(memberships::table)
+        .values((
+            memberships::channel.eq(channel),
+            memberships::user_id.eq(&*user.id),
+            memberships::user_name.eq(&*user.name),
+            memberships::joined_at.eq(now_ms()),
+        ))
+        .execute(c);
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn is_member(c: &mut Conn, channel: &str, user_id: &str) -> AppResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(
+        memberships::table
+            .filter(memberships::channel.eq(channel))
+            .filter(memberships::user_id.eq(user_id)),
+    ))
+    .get_result(c)?)
+}
+
+/// The access check of rooms: a missing room is created public (and so allowed); a
+/// private one needs membership. Admins pass everywhere.
+pub fn room_access(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<()> {
+    debug_assert_eq!(ch.ns, Namespace::Room);
+    let room = match get_room(c, ch.name())? {
+        Some(r) => r,
+        None => {
+            let row = RoomRow {
+                name: ch.name().to_string(),
+                private: false,
+                created_by: who.user.id.to_string(),
+                created_at: now_ms(),
+            };
+            match diesel::insert_into(rooms::table).values(&row).execute(c) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_unique_violation(&e) => {
+                    get_room(c, ch.name())?.ok_or_else(|| AppError::internal("room vanished"))?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if !room.private || who.role == crate::auth::Role::Admin || is_member(c, &ch.full, who.id())? {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(format!("not a member of {}", ch.full)))
+    }
+}
+
+/// A room as listed by `GET /api/rooms`.
+#[derive(Debug, Serialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub channel: String,
+    pub private: bool,
+    pub created_by: String,
+    pub created_at: i64,
+    pub member: bool,
+}
+
+/// Public rooms and the private rooms `user_id` belongs to.
+pub fn list_rooms(c: &mut Conn, user_id: &str) -> AppResult<Vec<RoomInfo>> {
+    let mine: Vec<String> = memberships::table
+        .filter(memberships::user_id.eq(user_id))
+        .filter(memberships::channel.like("room:%"))
+        .select(memberships::channel)
+        .load(c)?;
+    let mine: std::collections::HashSet<String> = mine.into_iter().collect();
+    let rows: Vec<RoomRow> = rooms::table
+        .order(rooms::name.asc())
+        .select(RoomRow::as_select())
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let channel = format!("room:{}", r.name);
+            let member = mine.contains(&channel);
+            (!r.private || member).then_some(RoomInfo {
+                channel,
+                name: r.name,
+                private: r.private,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                member,
+            })
+        })
+        .collect())
+}
+
+/// Top seq and epoch of a stored channel (`0` and `""` before its first message).
+pub fn channel_top(c: &mut Conn, channel: &str) -> AppResult<(i64, String)> {
+    Ok(channels::table
+        .find(channel)
+        .select((channels::seq, channels::epoch))
+        .first(c)
+        .optional()?
+        .unwrap_or((0, String::new())))
+}
+
+/// Messages of a channel, ascending: before `before`, after `after`, or the newest.
+pub fn history(
+    c: &mut Conn,
+    channel: &str,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: i64,
+) -> AppResult<Vec<Message>> {
+    let mut q = messages::table.filter(messages::channel.eq(channel)).into_boxed();
+    let rows: Vec<MessageRow> = if let Some(a) = after {
+        q = q.filter(messages::seq.gt(a));
+        q.order(messages::seq.asc())
+            .limit(limit)
+            .select(MessageRow::as_select())
+            .load(c)?
+    } else {
+        if let Some(b) = before {
+            q = q.filter(messages::seq.lt(b));
+        }
+        let mut v: Vec<MessageRow> = q
+            .order(messages::seq.desc())
+            .limit(limit)
+            .select(MessageRow::as_select())
+            .load(c)?;
+        v.reverse();
+        v
+    };
+    Ok(rows.into_iter().map(Message::from).collect())
+}
+
+/// What a `join` returns of a stored channel, read in one snapshot.
+#[derive(Debug)]
+pub struct JoinSnapshot {
+    pub top: i64,
+    pub epoch: String,
+    pub messages: Vec<Message>,
+    /// `Some` only when the client gave `since`.
+    pub recovered: Option<bool>,
+}
+
+/// The join read: with `since`, every message after it when possible (else
+/// `recovered:false` and the newest `limit`); without, the newest `limit`.
+pub fn join_snapshot(
+    c: &mut Conn,
+    channel: &str,
+    since: Option<i64>,
+    epoch: Option<&str>,
+    limit: i64,
+    recovery_limit: i64,
+) -> AppResult<JoinSnapshot> {
+    c.transaction(|c| {
+        let (top, cur_epoch) = channel_top(c, channel)?;
+        if let Some(since) = since {
+            let epoch_ok = match epoch {
+                Some(e) if !e.is_empty() => e == cur_epoch || (top == 0 && cur_epoch.is_empty()),
+                _ => true,
+            };
+            if epoch_ok && since <= top && top - since <= recovery_limit {
+                let messages = history(c, channel, None, Some(since), recovery_limit)?;
+                return Ok(JoinSnapshot {
+                    top,
+                    epoch: cur_epoch,
+                    messages,
+                    recovered: Some(true),
+                });
+            }
+            let messages = history(c, channel, None, None, limit)?;
+            return Ok(JoinSnapshot {
+                top,
+                epoch: cur_epoch,
+                messages,
+                recovered: Some(false),
+            });
+        }
+        let messages = history(c, channel, None, None, limit)?;
+        Ok(JoinSnapshot {
+            top,
+            epoch: cur_epoch,
+            messages,
+            recovered: None,
+        })
+    })
+}
+
+/// One entry of the `channels` op.
+#[derive(Debug, Serialize)]
+pub struct ChannelSummary {
+    pub channel: String,
+    pub seq: i64,
+    pub unread: i64,
+    pub last: Option<Message>,
+}
+
+/// The rooms and DMs of a user with their top seq, unread count and last message.
+pub fn channels_for_user(c: &mut Conn, user_id: &str) -> AppResult<Vec<ChannelSummary>> {
+    let chans: Vec<String> = memberships::table
+        .filter(memberships::user_id.eq(user_id))
+        .select(memberships::channel)
+        .order(memberships::channel.asc())
+        .load(c)?;
+    let mut out = Vec::with_capacity(chans.len());
+    for ch in chans {
+        let (top, _) = channel_top(c, &ch)?;
+        let read: i64 = read_markers::table
+            .find((user_id, &ch))
+            .select(read_markers::seq)
+            .first(c)
+            .optional()?
+            .unwrap_or(0);
+        let unread: i64 = if top > read {
+            messages::table
+                .filter(messages::channel.eq(&ch))
+                .filter(messages::seq.gt(read))
+                .filter(messages::deleted.eq(false))
+                .filter(messages::sender_id.ne(user_id))
+                .count()
+                .get_result(c)?
+        } else {
+            0
+        };
+        let last = history(c, &ch, None, None, 1)?.pop();
+        out.push(ChannelSummary {
+            channel: ch,
+            seq: top,
+            unread,
+            last,
+        });
+    }
+    Ok(out)
+}
+
+/// Do two users share a room or a DM (for `signal`)?
+pub fn share_a_channel(c: &mut Conn, a: &str, b: &str) -> AppResult<bool> {
+    let theirs: Vec<String> = memberships::table
+        .filter(memberships::user_id.eq(b))
+        .select(memberships::channel)
+        .load(c)?;
+    if theirs.is_empty() {
+        return Ok(false);
+    }
+    Ok(diesel::select(diesel::dsl::exists(
+        memberships::table
+            .filter(memberships::user_id.eq(a))
+            .filter(memberships::channel.eq_any(theirs)),
+    ))
+    .get_result(c)?)
+}
+
+/// Sampled track points of an entity in a time window, ascending.
+pub fn track(c: &mut Conn, entity: &str, since: i64, until: i64, limit: i64) -> AppResult<Vec<(f64, f64, i64)>> {
+    Ok(track_points::table
+        .filter(track_points::entity.eq(entity))
+        .filter(track_points::ts.ge(since))
+        .filter(track_points::ts.le(until))
+        .order(track_points::ts.asc())
+        .limit(limit)
+        .select((track_points::lat, track_points::lon, track_points::ts))
+        .load(c)?)
+}
+
+/// Every stored last value (loaded at start to serve `join` of `loc:` channels).
+pub fn last_values(c: &mut Conn) -> AppResult<Vec<Message>> {
+    let rows: Vec<(String, i64, i64, String, String, String)> = last_values::table
+        .select((
+            last_values::channel,
+            last_values::seq,
+            last_values::ts,
+            last_values::sender_id,
+            last_values::sender_name,
+            last_values::data,
+        ))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|(channel, seq, ts, sid, sname, data)| Message {
+            channel: channel.into(),
+            seq,
+            ts,
+            from: UserRef::new(sid, sname),
+            data: super::models::raw_json(data),
+            client_id: None,
+            edited_ts: None,
+            deleted: false,
+        })
+        .collect())
+}

@@ -1,0 +1,571 @@
+//! The writer: one thread with its own connection that drains a bounded queue of
+//! write operations and commits many of them in one transaction (group commit).
+//!
+//! While one transaction is being committed (fsync), new requests queue up, so the
+//! batch size follows the load by itself. A publish is acknowledged only after its
+//! transaction committed: the results go to the hub shard of each channel, which
+//! broadcasts the event (serialized once) and then acknowledges the publisher.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{mpsc, Arc},
+    thread,
+};
+
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{queries, schema::*, Conn};
+use crate::{
+    auth::{Identity, Role},
+    channels::{Channel, Namespace},
+    error::{AppError, AppResult},
+    hub::{Commit, Hub},
+    protocol::{now_ms, reply_err, reply_ok, Message, UserRef},
+    session::outbox::Outbox,
+};
+
+/// Where the outcome of a request goes.
+pub enum Ack {
+    /// A WebSocket request: the reply frame is queued on the connection.
+    Ws { outbox: Arc<Outbox>, id: Option<i64> },
+    /// An HTTP request waiting on a oneshot.
+    Http(tokio::sync::oneshot::Sender<AppResult<serde_json::Value>>),
+    /// Nobody waits (fire and forget).
+    None,
+}
+
+impl Ack {
+    pub fn ok<T: Serialize>(self, v: &T) {
+        match self {
+            Ack::Ws { outbox, id } => {
+                if id.is_some() {
+                    outbox.push(reply_ok(id, v));
+                }
+            }
+            Ack::Http(tx) => {
+                let _ = tx.send(Ok(serde_json::to_value(v).unwrap_or_default()));
+            }
+            Ack::None => {}
+        }
+    }
+
+    pub fn err(self, e: AppError) {
+        match self {
+            Ack::Ws { outbox, id } => {
+                outbox.push(reply_err(id, &e));
+            }
+            Ack::Http(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Ack::None => {}
+        }
+    }
+
+    pub fn result<T: Serialize>(self, r: AppResult<T>) {
+        match r {
+            Ok(v) => self.ok(&v),
+            Err(e) => self.err(e),
+        }
+    }
+}
+
+/// The ok reply of `publish`.
+#[derive(Debug, Serialize)]
+pub struct PublishOk {
+    pub seq: i64,
+    pub ts: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// A message to store.
+pub struct AppendReq {
+    pub channel: Channel,
+    pub who: Identity,
+    /// The room access check still has to be made (publish into `room:`).
+    pub check_room: bool,
+    pub data: Arc<RawValue>,
+    pub client_id: Option<Arc<str>>,
+    pub ack: Ack,
+}
+
+/// Everything the writer does.
+pub enum WriteOp {
+    Append(AppendReq),
+    Edit {
+        channel: Channel,
+        seq: i64,
+        who: Identity,
+        data: Arc<RawValue>,
+        ack: Ack,
+    },
+    Delete {
+        channel: Channel,
+        seq: i64,
+        who: Identity,
+        ack: Ack,
+    },
+    /// Read marker (only ever moves forward).
+    Read {
+        channel: Channel,
+        user_id: Arc<str>,
+        seq: i64,
+        ack: Ack,
+    },
+    /// Record that a user belongs to a room or DM.
+    Member {
+        channel: Arc<str>,
+        user: UserRef,
+    },
+    /// Newest value of a durable last-value channel, optionally with a track point.
+    LastValue {
+        msg: Message,
+        track: Option<(f64, f64)>,
+    },
+}
+
+/// The sending side, shared by sessions and HTTP handlers.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::SyncSender<WriteOp>,
+}
+
+impl WriterHandle {
+    /// Queues an operation; a full queue fails fast (nothing stored).
+    pub fn submit(&self, op: WriteOp) -> Result<(), Box<(WriteOp, AppError)>> {
+        self.tx.try_send(op).map_err(|e| {
+            Box::new(match e {
+                mpsc::TrySendError::Full(op) => (op, AppError::unavailable("storage is overloaded, try again")),
+                mpsc::TrySendError::Disconnected(op) => (op, AppError::unavailable("storage is shutting down")),
+            })
+        })
+    }
+
+    /// Queues an operation and fails its ack when the queue refuses it.
+    pub fn submit_or_fail(&self, op: WriteOp) {
+        if let Err(b) = self.submit(op) {
+            let (op, e) = *b;
+            match op {
+                WriteOp::Append(r) => r.ack.err(e),
+                WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => ack.err(e),
+                WriteOp::Member { .. } | WriteOp::LastValue { .. } => {
+                    log::warn!("write queue full: dropped a background write")
+                }
+            }
+        }
+    }
+}
+
+/// Starts the writer thread. It ends (after draining its queue) when every
+/// [`WriterHandle`] is dropped; join the returned handle to wait for that.
+pub fn start(conn: Conn, hub: Hub, queue: usize, batch_max: usize) -> (WriterHandle, thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel(queue.max(16));
+    let mut w = Writer {
+        conn,
+        hub,
+        batch_max: batch_max.max(1),
+        tops: HashMap::new(),
+        members: HashSet::new(),
+    };
+    let join = thread::Builder::new()
+        .name("chat-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < w.batch_max {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                w.commit(batch);
+            }
+            log::info!("writer stopped");
+        })
+        .expect("spawn writer thread");
+    (WriterHandle { tx }, join)
+}
+
+struct Writer {
+    conn: Conn,
+    hub: Hub,
+    batch_max: usize,
+    /// Committed top seq and epoch per channel (this is the only writer, so the cache
+    /// is authoritative once loaded).
+    tops: HashMap<Arc<str>, (i64, String)>,
+    /// (channel, user) pairs known to be stored in `memberships`.
+    members: HashSet<(Arc<str>, Arc<str>)>,
+}
+
+/// (channel, sender, client_id) of a message stored in the current batch.
+type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
+
+/// What one operation produced inside the transaction.
+enum Outcome {
+    Commit(Commit),
+    Reply(Ack, AppResult<PublishOk>),
+    Fail(Ack, AppError),
+    /// Succeeded; the reply is `{}`.
+    Empty(Ack),
+    Done,
+}
+
+impl Writer {
+    fn commit(&mut self, batch: Vec<WriteOp>) {
+        let n = batch.len();
+        let mut staged_tops: HashMap<Arc<str>, (i64, String)> = HashMap::new();
+        let mut staged_members: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
+        // Ops are moved into the transaction closure; on failure we still need their
+        // acks, so they are kept in an Option slot per op.
+        let mut slots: Vec<Option<WriteOp>> = batch.into_iter().map(Some).collect();
+        let tops = &self.tops;
+        let members = &self.members;
+        let res = self.conn.transaction::<_, diesel::result::Error, _>(|c| {
+            let mut dedupe: HashMap<DedupeKey, (i64, i64)> = HashMap::new();
+            for slot in slots.iter_mut() {
+                let op = slot.as_ref().expect("op present");
+                let outcome = match op {
+                    WriteOp::Append(req) => {
+                        if req.check_room {
+                            if let Err(e) = queries::room_access(c, &req.channel, &req.who) {
+                                if e.code == crate::error::ErrorCode::Unavailable {
+                                    return Err(diesel::result::Error::RollbackTransaction);
+                                }
+                                outcomes.push(Outcome::Fail(take_ack(slot), e));
+                                continue;
+                            }
+                        }
+                        let ch = &req.channel.full;
+                        if let Some(cid) = &req.client_id {
+                            let key = (ch.clone(), req.who.user.id.clone(), cid.clone());
+                            let found = match dedupe.get(&key) {
+                                Some(v) => Some(*v),
+                                None => messages::table
+                                    .filter(messages::channel.eq(&**ch))
+                                    .filter(messages::sender_id.eq(&*req.who.user.id))
+                                    .filter(messages::client_id.eq(&**cid))
+                                    .select((messages::seq, messages::ts))
+                                    .first::<(i64, i64)>(c)
+                                    .optional()?,
+                            };
+                            if let Some((seq, ts)) = found {
+                                outcomes.push(Outcome::Reply(
+                                    take_ack(slot),
+                                    Ok(PublishOk {
+                                        seq,
+                                        ts,
+                                        duplicate: true,
+                                    }),
+                                ));
+                                continue;
+                            }
+                        }
+                        let top = match staged_tops.get_mut(ch) {
+                            Some(t) => t,
+                            None => {
+                                let t = match tops.get(ch) {
+                                    Some(t) => t.clone(),
+                                    None => channels::table
+                                        .find(&**ch)
+                                        .select((channels::seq, channels::epoch))
+                                        .first::<(i64, String)>(c)
+                                        .optional()?
+                                        .unwrap_or((0, String::new())),
+                                };
+                                staged_tops.entry(ch.clone()).or_insert(t)
+                            }
+                        };
+                        if top.1.is_empty() {
+                            top.1 = hex::encode(rand::random::<[u8; 4]>());
+                        }
+                        top.0 += 1;
+                        let seq = top.0;
+                        let ts = now_ms();
+                        diesel::insert_into(messages::table)
+                            .values((
+                                messages::channel.eq(&**ch),
+                                messages::seq.eq(seq),
+                                messages::ts.eq(ts),
+                                messages::sender_id.eq(&*req.who.user.id),
+                                messages::sender_name.eq(&*req.who.user.name),
+                                messages::client_id.eq(req.client_id.as_deref()),
+                                messages::data.eq(req.data.get()),
+                                messages::deleted.eq(false),
+                            ))
+                            .execute(c)?;
+                        if let Some(cid) = &req.client_id {
+                            dedupe.insert((ch.clone(), req.who.user.id.clone(), cid.clone()), (seq, ts));
+                        }
+                        // Both ends of a DM belong to it from its first message on.
+                        if let Some((a, b)) = req.channel.dm_pair() {
+                            for id in [a, b] {
+                                let key: (Arc<str>, Arc<str>) = (ch.clone(), id.into());
+                                if !members.contains(&key) && !staged_members.contains(&key) {
+                                    let name = if id == &*req.who.user.id {
+                                        req.who.user.name.clone()
+                                    } else {
+                                        id.into()
+                                    };
+                                    add_member_raw(
+                                        c,
+                                        ch,
+                                        &UserRef {
+                                            id: key.1.clone(),
+                                            name,
+                                        },
+                                    )?;
+                                    staged_members.push(key);
+                                }
+                            }
+                        }
+                        let msg = Message {
+                            channel: ch.clone(),
+                            seq,
+                            ts,
+                            from: req.who.user.clone(),
+                            data: req.data.clone(),
+                            client_id: req.client_id.clone(),
+                            edited_ts: None,
+                            deleted: false,
+                        };
+                        Outcome::Commit(Commit::Message {
+                            msg,
+                            ack: take_ack(slot),
+                        })
+                    }
+                    WriteOp::Edit {
+                        channel,
+                        seq,
+                        who,
+                        data,
+                        ..
+                    } => match own_message(c, channel, *seq, who, false)? {
+                        Err(e) => Outcome::Fail(take_ack(slot), e),
+                        Ok(author) => {
+                            let now = now_ms();
+                            diesel::update(messages::table.find((&*channel.full, *seq)))
+                                .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
+                                .execute(c)?;
+                            Outcome::Commit(Commit::Edit {
+                                channel: channel.full.clone(),
+                                seq: *seq,
+                                from: author,
+                                data: data.clone(),
+                                edited_ts: now,
+                                ack: take_ack(slot),
+                            })
+                        }
+                    },
+                    WriteOp::Delete { channel, seq, who, .. } => match own_message(c, channel, *seq, who, true)? {
+                        Err(e) => Outcome::Fail(take_ack(slot), e),
+                        Ok(_) => {
+                            diesel::update(messages::table.find((&*channel.full, *seq)))
+                                .set((messages::deleted.eq(true), messages::data.eq("{}")))
+                                .execute(c)?;
+                            Outcome::Commit(Commit::Delete {
+                                channel: channel.full.clone(),
+                                seq: *seq,
+                                ack: take_ack(slot),
+                            })
+                        }
+                    },
+                    WriteOp::Read {
+                        channel, user_id, seq, ..
+                    } => {
+                        let updated = diesel::update(
+                            read_markers::table
+                                .filter(read_markers::user_id.eq(&**user_id))
+                                .filter(read_markers::channel.eq(&*channel.full)),
+                        )
+                        .filter(read_markers::seq.lt(*seq))
+                        .set(read_markers::seq.eq(*seq))
+                        .execute(c)?;
+                        if updated == 0 {
+                            let exists: bool = diesel::select(diesel::dsl::exists(
+                                read_markers::table
+                                    .filter(read_markers::user_id.eq(&**user_id))
+                                    .filter(read_markers::channel.eq(&*channel.full)),
+                            ))
+                            .get_result(c)?;
+                            if !exists {
+                                diesel::insert_into(read_markers::table)
+                                    .values((
+                                        read_markers::user_id.eq(&**user_id),
+                                        read_markers::channel.eq(&*channel.full),
+                                        read_markers::seq.eq(*seq),
+                                    ))
+                                    .execute(c)?;
+                            }
+                        }
+                        Outcome::Empty(take_ack(slot))
+                    }
+                    WriteOp::Member { channel, user } => {
+                        let key = (channel.clone(), user.id.clone());
+                        if !members.contains(&key) && !staged_members.contains(&key) {
+                            add_member_raw(c, channel, user)?;
+                            staged_members.push(key);
+                        }
+                        Outcome::Done
+                    }
+                    WriteOp::LastValue { msg, track } => {
+                        let updated = diesel::update(last_values::table.find(&*msg.channel))
+                            .set((
+                                last_values::seq.eq(msg.seq),
+                                last_values::ts.eq(msg.ts),
+                                last_values::sender_id.eq(&*msg.from.id),
+                                last_values::sender_name.eq(&*msg.from.name),
+                                last_values::data.eq(msg.data.get()),
+                            ))
+                            .execute(c)?;
+                        if updated == 0 {
+                            diesel::insert_into(last_values::table)
+                                .values((
+                                    last_values::channel.eq(&*msg.channel),
+                                    last_values::seq.eq(msg.seq),
+                                    last_values::ts.eq(msg.ts),
+                                    last_values::sender_id.eq(&*msg.from.id),
+                                    last_values::sender_name.eq(&*msg.from.name),
+                                    last_values::data.eq(msg.data.get()),
+                                ))
+                                .execute(c)?;
+                        }
+                        if let Some((lat, lon)) = track {
+                            let entity = msg.channel.strip_prefix("loc:").unwrap_or(&msg.channel);
+                            diesel::insert_into(track_points::table)
+                                .values((
+                                    track_points::entity.eq(entity),
+                                    track_points::ts.eq(msg.ts),
+                                    track_points::lat.eq(*lat),
+                                    track_points::lon.eq(*lon),
+                                ))
+                                .execute(c)?;
+                        }
+                        Outcome::Done
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            for (ch, (seq, epoch)) in &staged_tops {
+                let updated = diesel::update(channels::table.find(&**ch))
+                    .set((channels::seq.eq(*seq), channels::epoch.eq(epoch)))
+                    .execute(c)?;
+                if updated == 0 {
+                    diesel::insert_into(channels::table)
+                        .values((
+                            channels::name.eq(&**ch),
+                            channels::seq.eq(*seq),
+                            channels::epoch.eq(epoch),
+                        ))
+                        .execute(c)?;
+                }
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                self.tops.extend(staged_tops);
+                self.members.extend(staged_members);
+                let mut commits = Vec::new();
+                for o in outcomes {
+                    match o {
+                        Outcome::Commit(c) => commits.push(c),
+                        Outcome::Reply(ack, r) => ack.result(r),
+                        Outcome::Fail(ack, e) => ack.err(e),
+                        Outcome::Empty(ack) => ack.ok(&serde_json::Map::new()),
+                        Outcome::Done => {}
+                    }
+                }
+                if !commits.is_empty() {
+                    self.hub.deliver(commits);
+                }
+            }
+            Err(e) => {
+                log::error!("write batch of {n} failed, nothing stored: {e}");
+                // Outcomes produced before the failure hold acks taken from their slots.
+                for o in outcomes {
+                    match o {
+                        Outcome::Commit(Commit::Message { ack, .. })
+                        | Outcome::Commit(Commit::Edit { ack, .. })
+                        | Outcome::Commit(Commit::Delete { ack, .. })
+                        | Outcome::Reply(ack, _)
+                        | Outcome::Empty(ack) => ack.err(AppError::unavailable("storage unavailable, nothing stored")),
+                        Outcome::Fail(ack, e) => ack.err(e),
+                        Outcome::Done => {}
+                    }
+                }
+                for op in slots.into_iter().flatten() {
+                    match op {
+                        WriteOp::Append(r) => r.ack.err(AppError::unavailable("storage unavailable, nothing stored")),
+                        WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => {
+                            ack.err(AppError::unavailable("storage unavailable, nothing stored"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes the ack out of an op slot (the op is consumed).
+fn take_ack(slot: &mut Option<WriteOp>) -> Ack {
+    match slot.take() {
+        Some(WriteOp::Append(r)) => r.ack,
+        Some(WriteOp::Edit { ack, .. }) | Some(WriteOp::Delete { ack, .. }) | Some(WriteOp::Read { ack, .. }) => ack,
+        _ => Ack::None,
+    }
+}
+
+fn add_member_raw(c: &mut Conn, channel: &str, user: &UserRef) -> Result<(), diesel::result::Error> {
+    let exists: bool = diesel::select(diesel::dsl::exists(
+        memberships::table
+            .filter(memberships::channel.eq(channel))
+            .filter(memberships::user_id.eq(&*user.id)),
+    ))
+    .get_result(c)?;
+    if !exists {
+        diesel::insert_into(memberships::table)
+            .values((
+                memberships::channel.eq(channel),
+                memberships::user_id.eq(&*user.id),
+                memberships::user_name.eq(&*user.name),
+                memberships::joined_at.eq(now_ms()),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Finds message `seq` and checks that `who` may change it (author; admins may delete).
+fn own_message(
+    c: &mut Conn,
+    ch: &Channel,
+    seq: i64,
+    who: &Identity,
+    deleting: bool,
+) -> Result<Result<UserRef, AppError>, diesel::result::Error> {
+    if !matches!(ch.ns, Namespace::Room | Namespace::Dm | Namespace::Sports) {
+        return Ok(Err(AppError::bad_request(format!(
+            "{} keeps no editable messages",
+            ch.full
+        ))));
+    }
+    let row: Option<(String, String, bool)> = messages::table
+        .find((&*ch.full, seq))
+        .select((messages::sender_id, messages::sender_name, messages::deleted))
+        .first(c)
+        .optional()?;
+    Ok(match row {
+        None | Some((_, _, true)) => Err(AppError::not_found(format!("no message {seq} in {}", ch.full))),
+        Some((sid, sname, false)) => {
+            if sid == *who.user.id || (deleting && who.role == Role::Admin) {
+                Ok(UserRef::new(sid, sname))
+            } else {
+                Err(AppError::forbidden("only the author may change a message"))
+            }
+        }
+    })
+}

@@ -1,0 +1,792 @@
+/**
+ * chat-client.js — a small WebSocket client for the realtime event server (protocol v1).
+ *
+ * Plain ES module, no dependencies. Works in browsers and in node (inject a WebSocket
+ * constructor, e.g. from the `ws` package, through `options.WebSocket`).
+ *
+ *   import { ChatClient } from '/static/chat-client.js';
+ *   const client = new ChatClient();                 // same origin, session cookie
+ *   client.on('state', ({ state }) => console.log(state));
+ *   await client.connect();
+ *   const lobby = client.channel('room:lobby');
+ *   lobby.on('message', (m) => console.log(m.from.name, m.data.text));
+ *   const { messages } = await lobby.join();
+ *   await lobby.publish({ type: 'text', text: 'hello' });
+ *
+ * What it does for you:
+ *  - authentication by `?token=`, by a first `{"op":"auth"}` frame, or by cookie;
+ *  - reconnection with exponential backoff and full jitter;
+ *  - after a reconnect every joined channel is joined again with `since` (+ `epoch`) so
+ *    nothing is missed; messages are deduplicated by channel+seq; when the server cannot
+ *    recover (`recovered:false`) a 'reset' event carries the fresh history;
+ *  - an outbox: publishes not yet acknowledged are sent again after a reconnect with the
+ *    same `client_id` (the server answers a resend with the original seq);
+ *  - request/reply matching by `id`, promises with timeouts;
+ *  - heartbeat: if no frame arrives for 2 x heartbeat_s a `ping` is sent; no answer
+ *    means the connection is dead and it is replaced.
+ *
+ * Full API: docs/CLIENT.md.
+ */
+
+/** Error carried by rejected promises: `code` is a protocol error code, or one of
+ * 'timeout', 'disconnected', 'closed' added by the client. */
+export class ChatError extends Error {
+  constructor(code, message, details) {
+    super(message || code);
+    this.name = 'ChatError';
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+}
+
+/**
+ * Delay before reconnect attempt number `attempt` (0-based): "full jitter",
+ * a uniform random value in [0, min(maxMs, baseMs * factor^attempt)).
+ */
+export function backoffDelay(attempt, { baseMs = 500, maxMs = 30000, factor = 2 } = {}, random = Math.random) {
+  const cap = Math.min(maxMs, baseMs * Math.pow(factor, Math.max(0, attempt)));
+  return Math.floor(random() * cap);
+}
+
+/** The DM channel of two users: ids sorted as strings. */
+export function dmChannel(idA, idB) {
+  const ids = [String(idA), String(idB)].sort();
+  return `dm:${ids[0]},${ids[1]}`;
+}
+
+let clientIdCounter = 0;
+/** A fresh client_id (≤ 64 chars). */
+export function makeClientId() {
+  clientIdCounter += 1;
+  const rnd = Math.random().toString(36).slice(2, 10);
+  return `c-${Date.now().toString(36)}-${rnd}-${clientIdCounter}`;
+}
+
+/** Tiny event emitter: on/off/once/emit; `on` returns an unsubscribe function. */
+class Emitter {
+  constructor() { this._handlers = new Map(); }
+  on(type, fn) {
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+  off(type, fn) { const s = this._handlers.get(type); if (s) s.delete(fn); }
+  once(type, fn) {
+    const off = this.on(type, (ev) => { off(); fn(ev); });
+    return off;
+  }
+  emit(type, ev) {
+    const s = this._handlers.get(type);
+    if (!s) return;
+    for (const fn of [...s]) {
+      try { fn(ev); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+  }
+}
+
+const SEEN_WINDOW = 2048;
+const RETRYABLE = new Set(['unavailable', 'rate_limited', 'internal']);
+const CHANNEL_EVENTS = ['message', 'presence', 'typing', 'edit', 'delete', 'reset', 'joined', 'left', 'state', 'error'];
+
+/** One channel as seen by the client. Get it with `client.channel(name)`. */
+export class Channel extends Emitter {
+  constructor(client, name) {
+    super();
+    this.client = client;
+    this.name = name;
+    /** Highest seq seen (0 when none). */
+    this.seq = 0;
+    this.epoch = undefined;
+    /** 'idle' | 'joining' | 'joined' | 'left' | 'failed' */
+    this.state = 'idle';
+    this.wanted = false;
+    this.joinOptions = {};
+    /** Online members: Map id -> {id, name, conns}. */
+    this.members = new Map();
+    this._seen = new Set();
+    this._waiters = [];
+  }
+  /** Join (or return the pending join). Resolves with the join reply. */
+  join(opts) { return this.client.join(this.name, opts); }
+  leave() { return this.client.leave(this.name); }
+  publish(data, opts) { return this.client.publish(this.name, data, opts); }
+  history(opts) { return this.client.history(this.name, opts); }
+  typing() { return this.client.typing(this.name); }
+  read(seq) { return this.client.read(this.name, seq === undefined ? this.seq : seq); }
+  edit(seq, data) { return this.client.edit(this.name, seq, data); }
+  delete(seq) { return this.client.deleteMessage(this.name, seq); }
+  presence() { return this.client.presence(this.name); }
+  /** Online members as an array. */
+  memberList() { return [...this.members.values()]; }
+
+  /** @returns {boolean} true when (seq) was not seen before; records it. */
+  _accept(seq) {
+    if (typeof seq !== 'number') return true;
+    if (this._seen.has(seq) || seq <= this.seq - SEEN_WINDOW) return false;
+    this._seen.add(seq);
+    if (seq > this.seq) this.seq = seq;
+    if (this._seen.size > SEEN_WINDOW * 2) {
+      const floor = this.seq - SEEN_WINDOW;
+      for (const s of this._seen) if (s <= floor) this._seen.delete(s);
+    }
+    return true;
+  }
+  _resetSeen(top) {
+    this._seen.clear();
+    this.seq = typeof top === 'number' ? top : 0;
+  }
+  _setState(state) {
+    if (this.state === state) return;
+    const prev = this.state;
+    this.state = state;
+    this.emit('state', { channel: this.name, state, prev });
+  }
+}
+
+/**
+ * The client. Options (all optional):
+ *  url               WebSocket URL; default `ws(s)://<location.host>/ws`
+ *  token             string, or (async) function returning one; none = cookie/anonymous
+ *  tokenMode         'query' (default: `?token=`) or 'frame' (first frame `{"op":"auth"}`)
+ *  WebSocket         WebSocket constructor (default globalThis.WebSocket)
+ *  requestTimeoutMs  default 10000
+ *  publishTimeoutMs  give up on an unacknowledged publish after this (default 120000)
+ *  welcomeTimeoutMs  default 10000
+ *  backoff           { baseMs: 500, maxMs: 30000, factor: 2 }
+ *  stableMs          a connection that lived this long resets the backoff (default 5000)
+ *  heartbeatS        used until the welcome says otherwise (default 25)
+ *  typingThrottleMs  default 2000
+ *  reconnect         default true
+ *  random, now, timers ({setTimeout, clearTimeout}) — injectable for tests
+ */
+export class ChatClient extends Emitter {
+  constructor(options = {}) {
+    super();
+    this.options = {
+      requestTimeoutMs: 10000,
+      publishTimeoutMs: 120000,
+      welcomeTimeoutMs: 10000,
+      stableMs: 5000,
+      heartbeatS: 25,
+      typingThrottleMs: 2000,
+      reconnect: true,
+      tokenMode: 'query',
+      ...options,
+      backoff: { baseMs: 500, maxMs: 30000, factor: 2, ...(options.backoff || {}) },
+    };
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    this.random = options.random || Math.random;
+    this.now = options.now || (() => Date.now());
+    const t = options.timers || {};
+    this._setTimeout = t.setTimeout || ((fn, ms) => setTimeout(fn, ms));
+    this._clearTimeout = t.clearTimeout || ((h) => clearTimeout(h));
+
+    /** 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed' */
+    this.state = 'idle';
+    /** The welcome frame of the current connection. */
+    this.welcome = null;
+    this.user = null;
+    this.session = null;
+    this.heartbeatS = this.options.heartbeatS;
+    this.attempt = 0;
+    this.channels = new Map();
+    this.ws = null;
+    this._nextId = 1;
+    this._pending = new Map(); // id -> {op, resolve, reject, timer, entry}
+    this._outbox = []; // publishes not yet acknowledged
+    this._queue = []; // requests waiting for an open connection
+    this._openWaiters = [];
+    this._reconnectTimer = null;
+    this._welcomeTimer = null;
+    this._heartbeatTimer = null;
+    this._lastFrameAt = 0;
+    this._openedAt = 0;
+    this._pinging = false;
+    this._typingAt = new Map();
+    this.reconnectAt = 0;
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  /** Start connecting. Resolves at the first welcome; rejects if closed before. */
+  connect() {
+    if (this.state === 'open') return Promise.resolve(this.welcome);
+    const p = this.ready();
+    if (this.state === 'idle' || this.state === 'closed') {
+      this._setState('connecting');
+      this._open();
+    }
+    return p;
+  }
+
+  /** A promise resolved when the connection is (again) open. */
+  ready() {
+    if (this.state === 'open') return Promise.resolve(this.welcome);
+    return new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+  }
+
+  /** Close for good (no reconnect). Pending requests and publishes are rejected. */
+  close(code = 1000, reason = 'client closed') {
+    this._clearReconnect();
+    this._stopHeartbeat();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) { try { ws.close(code, reason); } catch (_) { /* ignore */ } }
+    this._failPending(new ChatError('closed', 'client closed'), true);
+    for (const w of this._openWaiters.splice(0)) w.reject(new ChatError('closed', 'client closed'));
+    this._setState('closed');
+  }
+
+  /** Skip the backoff wait and reconnect now (e.g. on the browser's 'online' event). */
+  reconnectNow() {
+    if (this.state !== 'reconnecting' && this.state !== 'connecting') return;
+    if (this.ws) return; // a connection attempt is already in progress
+    this._clearReconnect();
+    this._open();
+  }
+
+  /** Force-drop the current socket (as if the network failed); it reconnects. */
+  drop() {
+    if (this.ws) this._onClose(this.ws, { code: 4000, reason: 'dropped by client' });
+  }
+
+  async _buildUrl() {
+    let url = this.options.url;
+    if (!url) {
+      const loc = globalThis.location;
+      if (!loc) throw new ChatError('bad_request', 'options.url is required outside a browser');
+      url = `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
+    }
+    let token = this.options.token;
+    if (typeof token === 'function') token = await token();
+    this._token = token || null;
+    if (token && this.options.tokenMode !== 'frame') {
+      url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+    }
+    return url;
+  }
+
+  async _open() {
+    let url;
+    try {
+      url = await this._buildUrl();
+    } catch (err) {
+      this.emit('error', err);
+      this._scheduleReconnect();
+      return;
+    }
+    if (this.state === 'closed') return;
+    let ws;
+    try {
+      ws = new this.WebSocket(url);
+    } catch (err) {
+      this.emit('error', err);
+      this._scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.welcome = null;
+    ws.onopen = () => this._onOpen(ws);
+    ws.onmessage = (e) => this._onFrame(ws, e.data);
+    ws.onclose = (e) => this._onClose(ws, e || {});
+    ws.onerror = () => { /* a close event follows */ };
+  }
+
+  _onOpen(ws) {
+    if (ws !== this.ws) return;
+    this._lastFrameAt = this.now();
+    this._authId = null;
+    this._authWelcome = null;
+    if (this._token && this.options.tokenMode === 'frame') {
+      // With an id the server answers once the token is checked. Welcomes before that
+      // answer may be an anonymous session's (servers that allow anonymous readers).
+      this._authId = this._nextId++;
+      ws.send(JSON.stringify({ id: this._authId, op: 'auth', token: this._token }));
+    }
+    this._welcomeTimer = this._setTimeout(() => {
+      if (ws === this.ws && !this.welcome) this._kill(ws, 'no welcome');
+    }, this.options.welcomeTimeoutMs);
+  }
+
+  _kill(ws, reason) {
+    try { ws.close(4000, reason); } catch (_) { /* ignore */ }
+    this._onClose(ws, { code: 4000, reason });
+  }
+
+  _onClose(ws, e) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    this._clearTimer('_welcomeTimer');
+    this._stopHeartbeat();
+    const wasOpen = this.state === 'open';
+    if (wasOpen && this.now() - this._openedAt >= this.options.stableMs) this.attempt = 0;
+    this.welcome = null;
+    // Requests in flight are lost; publishes stay in the outbox and are sent again.
+    this._failPending(new ChatError('disconnected', 'connection lost'), false);
+    for (const ch of this.channels.values()) {
+      if (ch.wanted && ch.state === 'joined') ch._setState('joining');
+    }
+    this.emit('close', { code: e.code, reason: e.reason, wasOpen });
+    if (e.code === 4001) {
+      // unauthorized: retrying with the same credentials would not help
+      this.emit('error', new ChatError('unauthorized', e.reason || 'unauthorized'));
+      this.close(1000, 'unauthorized');
+      return;
+    }
+    if (this.state === 'closed') return;
+    if (!this.options.reconnect) { this.close(); return; }
+    this._scheduleReconnect(e.code === 4029 ? 2 : 0);
+  }
+
+  _scheduleReconnect(extraAttempts = 0) {
+    if (this.state === 'closed') return;
+    this.attempt += extraAttempts;
+    const delay = backoffDelay(this.attempt, this.options.backoff, this.random);
+    this.attempt += 1;
+    this.reconnectAt = this.now() + delay;
+    this._setState('reconnecting', { delay, attempt: this.attempt });
+    this._clearReconnect();
+    this._reconnectTimer = this._setTimeout(() => {
+      this._reconnectTimer = null;
+      this._open();
+    }, delay);
+  }
+
+  _clearReconnect() { this._clearTimer('_reconnectTimer'); }
+
+  _clearTimer(name) {
+    if (this[name] != null) { this._clearTimeout(this[name]); this[name] = null; }
+  }
+
+  _setState(state, extra = {}) {
+    const prev = this.state;
+    if (prev === state && state !== 'reconnecting') return;
+    this.state = state;
+    this.emit('state', { state, prev, ...extra });
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  _send(obj) {
+    if (!this.ws || this.state !== 'open') return false;
+    try {
+      this.ws.send(JSON.stringify(obj));
+      return true;
+    } catch (_) {
+      return false;
+    }
+  }
+
+  _onFrame(ws, raw) {
+    if (ws !== this.ws) return;
+    this._lastFrameAt = this.now();
+    let msg;
+    try { msg = JSON.parse(typeof raw === 'string' ? raw : String(raw)); } catch (_) { return; }
+    if (!msg || typeof msg !== 'object') return;
+    if (this._authId !== null && msg.id === this._authId) {
+      this._onAuthReply(ws, msg);
+      return;
+    }
+    if (msg.id !== undefined && msg.id !== null && ('ok' in msg || 'error' in msg)) {
+      this._onReply(msg);
+      return;
+    }
+    if (msg.ev === 'welcome') {
+      if (this._authId !== null && !this.welcome) this._authWelcome = msg; // wait for the auth reply
+      else this._onWelcome(msg);
+      return;
+    }
+    if (msg.error && !msg.ev) { this.emit('error', new ChatError(msg.error.code, msg.error.message, msg.error)); return; }
+    switch (msg.ev) {
+      case 'message': this._onMessage(msg); break;
+      case 'presence': this._onPresence(msg); break;
+      case 'typing':
+      case 'edit':
+      case 'delete':
+        this._channelEvent(msg.ev, msg);
+        break;
+      case 'signal': this.emit('signal', msg); break;
+      case 'disconnect': this.emit('disconnect', msg); break;
+      default: if (msg.ev) this.emit(msg.ev, msg);
+    }
+  }
+
+  _onAuthReply(ws, msg) {
+    this._authId = null;
+    if (msg.error) {
+      const err = new ChatError(msg.error.code || 'unauthorized', msg.error.message, msg.error);
+      this._kill(ws, 'auth failed');
+      this.emit('error', err);
+      if (err.code === 'unauthorized') this.close(1000, 'unauthorized');
+      return;
+    }
+    const w = this._authWelcome;
+    this._authWelcome = null;
+    if (w) this._onWelcome(w); // else: the welcome follows
+  }
+
+  _onWelcome(msg) {
+    this._clearTimer('_welcomeTimer');
+    this.welcome = msg;
+    this.user = msg.user || null;
+    this.session = msg.session || null;
+    if (typeof msg.heartbeat_s === 'number' && msg.heartbeat_s > 0) this.heartbeatS = msg.heartbeat_s;
+    this._openedAt = this.now();
+    const reconnected = this._everOpen === true;
+    this._everOpen = true;
+    this._setState('open', { reconnected });
+    this.emit('welcome', msg);
+    this._startHeartbeat();
+    // 1. rejoin channels, 2. resend the outbox, 3. flush queued requests.
+    for (const ch of this.channels.values()) if (ch.wanted) this._sendJoin(ch);
+    for (const entry of this._outbox) entry.reqId = null;
+    this._flushOutbox();
+    for (const q of this._queue.splice(0)) this._dispatch(q);
+    for (const w of this._openWaiters.splice(0)) w.resolve(msg);
+  }
+
+  _onMessage(msg) {
+    const ch = this.channels.get(msg.channel);
+    if (ch) {
+      if (!ch._accept(msg.seq)) return; // duplicate
+    }
+    this._channelEvent('message', msg);
+  }
+
+  _onPresence(msg) {
+    const ch = this.channels.get(msg.channel);
+    if (ch) {
+      for (const m of msg.joined || []) ch.members.set(String(m.id), { ...ch.members.get(String(m.id)), ...m });
+      for (const m of msg.left || []) ch.members.delete(String(m.id));
+    }
+    this._channelEvent('presence', { ...msg, members: ch ? ch.memberList() : undefined });
+  }
+
+  _channelEvent(type, ev) {
+    const ch = this.channels.get(ev.channel);
+    if (ch) ch.emit(type, ev);
+    this.emit(type, ev);
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  /**
+   * Send `{id, op, ...params}` and resolve with the `ok` payload (reject with ChatError).
+   * Sent at once when open, else when the connection opens. opts.timeoutMs overrides
+   * the default; the timer starts when the frame is sent.
+   */
+  request(op, params = {}, opts = {}) {
+    return new Promise((resolve, reject) => {
+      const q = { op, params, opts, resolve, reject };
+      if (this.state === 'closed') { reject(new ChatError('closed', 'client closed')); return; }
+      if (this.state === 'open') this._dispatch(q); else this._queue.push(q);
+    });
+  }
+
+  _dispatch(q) {
+    const id = this._nextId++;
+    const timeoutMs = q.opts.timeoutMs ?? this.options.requestTimeoutMs;
+    const pending = { op: q.op, resolve: q.resolve, reject: q.reject, timer: null, entry: q.entry, channel: q.channel };
+    if (timeoutMs > 0 && isFinite(timeoutMs)) {
+      pending.timer = this._setTimeout(() => {
+        if (!this._pending.has(id)) return;
+        this._pending.delete(id);
+        if (pending.onTimeout) pending.onTimeout(); else pending.reject(new ChatError('timeout', `${q.op} timed out`));
+      }, timeoutMs);
+    }
+    if (q.onTimeout) pending.onTimeout = q.onTimeout;
+    this._pending.set(id, pending);
+    if (!this._send({ id, op: q.op, ...q.params })) {
+      this._pending.delete(id);
+      if (pending.timer) this._clearTimeout(pending.timer);
+      // publishes (outbox) and joins are sent again by the next welcome anyway
+      if (!q.entry && q.op !== 'join') this._queue.push(q);
+      return null;
+    }
+    return id;
+  }
+
+  _onReply(msg) {
+    const pending = this._pending.get(msg.id);
+    if (!pending) return; // late reply after a timeout: ignore
+    this._pending.delete(msg.id);
+    if (pending.timer) this._clearTimeout(pending.timer);
+    if (msg.error) pending.reject(new ChatError(msg.error.code || 'internal', msg.error.message, msg.error));
+    else pending.resolve(msg.ok ?? {});
+  }
+
+  _failPending(err, includeOutbox) {
+    const pend = [...this._pending.values()];
+    this._pending.clear();
+    for (const p of pend) {
+      if (p.timer) this._clearTimeout(p.timer);
+      if (p.op === 'publish' && !includeOutbox) continue; // stays in the outbox
+      if (p.op === 'join' && !includeOutbox) continue; // rejoined on reconnect
+      p.reject(err);
+    }
+    if (includeOutbox) {
+      for (const q of this._queue.splice(0)) q.reject(err);
+      for (const e of this._outbox.splice(0)) { if (e.timer) this._clearTimeout(e.timer); e.reject(err); }
+      for (const ch of this.channels.values()) {
+        for (const w of ch._waiters.splice(0)) w.reject(err);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ channels
+
+  /** The Channel object for `name` (created on first use; does not join). */
+  channel(name) {
+    let ch = this.channels.get(name);
+    if (!ch) { ch = new Channel(this, name); this.channels.set(name, ch); }
+    return ch;
+  }
+
+  /**
+   * Join a channel. Options: `limit` (history size). Resolves with the join reply
+   * (`{channel, seq, epoch, messages, presence}`), whose messages are marked as seen.
+   * The channel stays joined across reconnects until leave().
+   */
+  join(name, opts = {}) {
+    const ch = this.channel(name);
+    if (ch.wanted && ch.state === 'joined' && ch.lastJoin) return Promise.resolve(ch.lastJoin);
+    const p = new Promise((resolve, reject) => ch._waiters.push({ resolve, reject }));
+    if (!ch.wanted) {
+      ch.wanted = true;
+      ch.joinOptions = opts;
+      ch._setState('joining');
+      if (this.state === 'open') this._sendJoin(ch);
+    }
+    return p;
+  }
+
+  _sendJoin(ch) {
+    const params = { channel: ch.name };
+    const rejoin = ch.lastJoin !== undefined;
+    if (rejoin) {
+      params.since = ch.seq;
+      if (ch.epoch !== undefined && ch.epoch !== null) params.epoch = ch.epoch;
+    } else if (ch.joinOptions.limit) {
+      params.limit = ch.joinOptions.limit;
+    }
+    ch._setState('joining');
+    const id = this._dispatch({
+      op: 'join', params, opts: {}, channel: ch.name,
+      resolve: (ok) => this._onJoined(ch, ok, rejoin),
+      reject: (err) => this._onJoinFailed(ch, err),
+    });
+    ch._joinReq = id;
+  }
+
+  _onJoined(ch, ok, rejoin) {
+    if (!ch.wanted) return;
+    const messages = (ok.messages || []).map((m) => ({ channel: ch.name, ...m }));
+    if (ok.epoch !== undefined) ch.epoch = ok.epoch;
+    ch.members.clear();
+    for (const m of ok.presence || []) ch.members.set(String(m.id), m);
+    let reply = { ...ok, messages };
+    if (rejoin && ok.recovered === false) {
+      ch._resetSeen(typeof ok.seq === 'number' ? ok.seq : 0);
+      for (const m of messages) ch._accept(m.seq);
+      ch.lastJoin = reply;
+      ch._setState('joined');
+      const ev = { channel: ch.name, messages, seq: ok.seq, epoch: ok.epoch, presence: ok.presence || [] };
+      ch.emit('reset', ev);
+      this.emit('reset', ev);
+    } else if (rejoin) {
+      // recovered: deliver what was missed, deduplicated
+      ch.lastJoin = reply;
+      ch._setState('joined');
+      for (const m of messages) {
+        if (ch._accept(m.seq)) this._channelEvent('message', { ev: 'message', ...m });
+      }
+      if (typeof ok.seq === 'number' && ok.seq > ch.seq) ch.seq = ok.seq;
+    } else {
+      for (const m of messages) ch._accept(m.seq);
+      if (typeof ok.seq === 'number' && ok.seq > ch.seq) ch.seq = ok.seq;
+      ch.lastJoin = reply;
+      ch._setState('joined');
+    }
+    const presenceEv = { channel: ch.name, joined: [], left: [], members: ch.memberList(), initial: true };
+    ch.emit('presence', presenceEv);
+    this.emit('presence', presenceEv);
+    const joinedEv = { channel: ch.name, reply, rejoin };
+    ch.emit('joined', joinedEv);
+    this.emit('joined', joinedEv);
+    for (const w of ch._waiters.splice(0)) w.resolve(reply);
+  }
+
+  _onJoinFailed(ch, err) {
+    if (err.code === 'disconnected') return; // retried on reconnect
+    if (err.code === 'timeout' && this.state === 'open') { this._sendJoin(ch); return; }
+    if (RETRYABLE.has(err.code) && this.state === 'open') {
+      this._setTimeout(() => { if (ch.wanted && this.state === 'open') this._sendJoin(ch); }, 1000);
+      return;
+    }
+    ch.wanted = false;
+    ch._setState('failed');
+    ch.emit('error', err);
+    for (const w of ch._waiters.splice(0)) w.reject(err);
+  }
+
+  /** Leave a channel (stops rejoining it). */
+  leave(name) {
+    const ch = this.channels.get(name);
+    if (!ch) return Promise.resolve({});
+    ch.wanted = false;
+    ch.lastJoin = undefined;
+    ch.members.clear();
+    ch._setState('left');
+    for (const w of ch._waiters.splice(0)) w.reject(new ChatError('closed', 'left the channel'));
+    if (this.state !== 'open') return Promise.resolve({});
+    return this.request('leave', { channel: name }).catch(() => ({}));
+  }
+
+  // ------------------------------------------------------------------ publish / outbox
+
+  /**
+   * Publish `data` (a JSON object) to a channel. Resolves with `{seq, ts, duplicate?}`
+   * once the server stored it. Survives reconnects: resent with the same client_id.
+   * opts: `clientId` (default: generated), `timeoutMs` (overall, default publishTimeoutMs).
+   * The returned promise has `.clientId`.
+   */
+  publish(channel, data, opts = {}) {
+    const clientId = opts.clientId || makeClientId();
+    let entry;
+    const p = new Promise((resolve, reject) => {
+      entry = { channel, data, clientId, resolve, reject, reqId: null, tries: 0 };
+    });
+    const overall = opts.timeoutMs ?? this.options.publishTimeoutMs;
+    if (overall > 0 && isFinite(overall)) {
+      entry.timer = this._setTimeout(() => {
+        this._dropEntry(entry);
+        entry.reject(new ChatError('timeout', 'publish not acknowledged in time'));
+      }, overall);
+    }
+    if (this.state === 'closed') { entry.reject(new ChatError('closed', 'client closed')); p.clientId = clientId; return p; }
+    this._outbox.push(entry);
+    this._flushOutbox();
+    p.clientId = clientId;
+    return p;
+  }
+
+  /** Publishes waiting for an acknowledgement: [{channel, data, clientId}]. */
+  get outbox() {
+    return this._outbox.map(({ channel, data, clientId }) => ({ channel, data, clientId }));
+  }
+
+  _dropEntry(entry) {
+    const i = this._outbox.indexOf(entry);
+    if (i >= 0) this._outbox.splice(i, 1);
+    if (entry.timer) this._clearTimeout(entry.timer);
+    if (entry.reqId != null && this._pending.has(entry.reqId)) {
+      const p = this._pending.get(entry.reqId);
+      if (p.timer) this._clearTimeout(p.timer);
+      this._pending.delete(entry.reqId);
+    }
+  }
+
+  _flushOutbox() {
+    if (this.state !== 'open') return;
+    for (const entry of this._outbox) {
+      if (entry.reqId != null || entry.waiting) continue;
+      this._sendEntry(entry);
+    }
+  }
+
+  _sendEntry(entry) {
+    entry.tries += 1;
+    const params = { channel: entry.channel, data: entry.data, client_id: entry.clientId };
+    entry.reqId = this._dispatch({
+      op: 'publish', params, opts: {}, entry,
+      resolve: (ok) => {
+        this._dropEntry(entry);
+        entry.resolve(ok);
+      },
+      reject: (err) => {
+        entry.reqId = null;
+        if (RETRYABLE.has(err.code) && entry.tries < 8) {
+          // nothing was stored: try again later with the same client_id
+          entry.waiting = true;
+          const delay = backoffDelay(entry.tries, { baseMs: 250, maxMs: 5000 }, this.random) + 100;
+          this._setTimeout(() => { entry.waiting = false; this._flushOutbox(); }, delay);
+          return;
+        }
+        this._dropEntry(entry);
+        entry.reject(err);
+      },
+      // no reply in time: the connection may be dead; keep the entry and resend later
+      // (resending is safe: the server deduplicates by client_id)
+      onTimeout: () => { entry.reqId = null; this._checkAlive(); this._flushOutbox(); },
+    });
+  }
+
+  // ------------------------------------------------------------------ other ops
+
+  history(channel, { before, after, limit } = {}) {
+    const params = { channel };
+    if (before !== undefined) params.before = before;
+    if (after !== undefined) params.after = after;
+    if (limit !== undefined) params.limit = limit;
+    return this.request('history', params).then((ok) => ({
+      ...ok,
+      messages: (ok.messages || []).map((m) => ({ channel, ...m })),
+    }));
+  }
+
+  presence(channel) { return this.request('presence', { channel }); }
+
+  /** Send a typing notice, at most once per typingThrottleMs per channel. Returns true if sent. */
+  typing(channel) {
+    const now = this.now();
+    const last = this._typingAt.get(channel) || -Infinity;
+    if (now - last < this.options.typingThrottleMs || this.state !== 'open') return false;
+    this._typingAt.set(channel, now);
+    this.request('typing', { channel }).catch(() => {});
+    return true;
+  }
+
+  read(channel, seq) { return this.request('read', { channel, seq }); }
+  channelsList() { return this.request('channels').then((ok) => ok.channels || []); }
+  edit(channel, seq, data) { return this.request('edit', { channel, seq, data }); }
+  deleteMessage(channel, seq) { return this.request('delete', { channel, seq }); }
+  signal(to, call, data) { return this.request('signal', { to: String(to), call, data }); }
+  ping(opts) { return this.request('ping', {}, opts); }
+
+  // ------------------------------------------------------------------ heartbeat
+
+  _startHeartbeat() {
+    this._stopHeartbeat();
+    const tick = () => {
+      this._heartbeatTimer = this._setTimeout(tick, Math.max(250, (this.heartbeatS * 1000) / 2));
+      if (this.state !== 'open' || this._pinging) return;
+      if (this.now() - this._lastFrameAt >= this.heartbeatS * 2000) this._checkAlive();
+    };
+    this._heartbeatTimer = this._setTimeout(tick, Math.max(250, (this.heartbeatS * 1000) / 2));
+  }
+
+  _stopHeartbeat() { this._clearTimer('_heartbeatTimer'); this._pinging = false; }
+
+  /**
+   * Send a ping; no answer within heartbeat_s (max requestTimeoutMs) kills the connection
+   * (and a reconnect follows). Useful when a page becomes visible again after a sleep.
+   */
+  checkAlive() { this._checkAlive(); }
+
+  _checkAlive() {
+    if (this.state !== 'open' || this._pinging) return;
+    const ws = this.ws;
+    this._pinging = true;
+    const timeoutMs = Math.min(this.options.requestTimeoutMs, Math.max(1000, this.heartbeatS * 1000));
+    this.ping({ timeoutMs }).then(
+      () => { this._pinging = false; },
+      (err) => {
+        this._pinging = false;
+        if (err.code === 'timeout' && ws && ws === this.ws) this._kill(ws, 'heartbeat timeout');
+      },
+    );
+  }
+}
+
+export default ChatClient;
