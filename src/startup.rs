@@ -1,7 +1,14 @@
 //! Builds the whole server from [`Settings`]: storage, hub shards, the writer, the
 //! HTTP server; and shuts it down in order (sessions, HTTP, writer).
 
-use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+};
 
 use actix::{Actor, Arbiter};
 use actix_web::{dev::Server, web, App, HttpServer};
@@ -40,6 +47,8 @@ pub struct Application {
     writer_thread: JoinHandle<()>,
     /// Keeps the shard threads alive until shutdown.
     arbiters: Vec<Arbiter>,
+    /// Tells the demo publishers to stop.
+    demo_stop: Arc<AtomicBool>,
 }
 
 impl Application {
@@ -55,7 +64,7 @@ impl Application {
         let target = DbTarget::resolve(settings.database_url.as_deref(), &dir)?;
         let db = Db::open(&target, settings.db_pool_size)?;
 
-        let feeds = Feeds::new();
+        let feeds = Feeds::new(settings.track_min_interval_s, settings.track_min_distance_m);
         let epoch: Arc<str> = hex::encode(rand::random::<[u8; 4]>()).into();
         let mut arbiters = Vec::new();
         let mut shards = Vec::new();
@@ -81,6 +90,13 @@ impl Application {
             .await
             .map_err(|e| StartError::Other(e.message))?;
         let mut per: Vec<Vec<_>> = vec![Vec::new(); hub.shards().len()];
+        for m in &seeds {
+            feeds.restore(m);
+        }
+        let sports = db.run(|c| queries::channel_names(c, "sports:")).await;
+        for name in sports.map_err(|e| StartError::Other(e.message))? {
+            feeds.seen(&name.into());
+        }
         for m in seeds {
             per[hub.shard_index(&m.channel)].push(m);
         }
@@ -144,12 +160,17 @@ impl Application {
             .listen(listener)
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .run();
+        let demo_stop = Arc::new(AtomicBool::new(false));
+        if settings.demo {
+            crate::feeds::driver::start(state.clone(), demo_stop.clone());
+        }
         Ok(Application {
             server,
             addr,
             state,
             writer_thread,
             arbiters,
+            demo_stop,
         })
     }
 
@@ -170,20 +191,24 @@ impl Application {
             state,
             writer_thread,
             arbiters,
+            demo_stop,
             ..
         } = self;
         let handle = server.handle();
         let serve = actix_web::rt::spawn(server);
         wait_for_signal().await;
         log::info!("shutting down");
+        demo_stop.store(true, Ordering::Relaxed);
         for conn in state.hub.registry.all() {
             conn.outbox.close(close::GOING_AWAY, "server shutting down", true);
         }
         handle.stop(true).await;
         let _ = serve.await;
+        // Acknowledged writes are committed already; this commits the rest and stops.
+        let writer = state.writer.clone();
         drop(state);
-        // The writer ends when its last handle is gone; the feeds state holds one.
         let _ = actix_web::rt::task::spawn_blocking(move || {
+            writer.shutdown();
             let _ = writer_thread.join();
         })
         .await;

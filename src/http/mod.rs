@@ -2,8 +2,10 @@
 //! server's own pages and static files.
 
 pub mod api;
+pub mod feeds;
 pub mod health;
 pub mod pages;
+pub mod uploads;
 pub mod ws;
 
 use std::future::{ready, Ready};
@@ -22,7 +24,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(web::scope("/api").configure(api::routes))
+        .service(
+            web::scope("/api")
+                .configure(api::routes)
+                .configure(feeds::routes)
+                .configure(uploads::api_routes),
+        )
+        .configure(uploads::routes)
         .configure(pages::routes);
 }
 

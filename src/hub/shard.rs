@@ -364,6 +364,9 @@ impl Handler<Committed> for Shard {
         for c in msg.0 {
             match c {
                 Commit::Message { msg: m, ack } => {
+                    if m.channel.starts_with("sports:") {
+                        self.feeds.seen(&m.channel);
+                    }
                     let frame = message_event(&m);
                     self.stats.messages_out += 1;
                     if let Some(ch) = self.channels.get_mut(&m.channel) {
@@ -470,6 +473,7 @@ impl Handler<FeedPublish> for Shard {
         };
         let frame = message_event(&m);
         ch.last = Some(m.clone());
+        self.feeds.seen(&name);
         self.stats.messages_out += 1;
         let ch = self.channels.get_mut(&name).expect("exists");
         Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);

@@ -395,3 +395,12 @@ pub fn last_values(c: &mut Conn) -> AppResult<Vec<Message>> {
         })
         .collect())
 }
+
+/// Stored channels whose name starts with `prefix` (e.g. `sports:`).
+pub fn channel_names(c: &mut Conn, prefix: &str) -> AppResult<Vec<String>> {
+    Ok(channels::table
+        .filter(channels::name.like(format!("{prefix}%")))
+        .select(channels::name)
+        .order(channels::name.asc())
+        .load(c)?)
+}

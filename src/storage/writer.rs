@@ -124,6 +124,8 @@ pub enum WriteOp {
         msg: Message,
         track: Option<(f64, f64)>,
     },
+    /// Commit what is queued before this, then end the writer thread.
+    Stop,
 }
 
 /// The sending side, shared by sessions and HTTP handlers.
@@ -143,6 +145,11 @@ impl WriterHandle {
         })
     }
 
+    /// Asks the writer to finish what is queued and stop (waits for queue space).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(WriteOp::Stop);
+    }
+
     /// Queues an operation and fails its ack when the queue refuses it.
     pub fn submit_or_fail(&self, op: WriteOp) {
         if let Err(b) = self.submit(op) {
@@ -150,7 +157,7 @@ impl WriterHandle {
             match op {
                 WriteOp::Append(r) => r.ack.err(e),
                 WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => ack.err(e),
-                WriteOp::Member { .. } | WriteOp::LastValue { .. } => {
+                WriteOp::Member { .. } | WriteOp::LastValue { .. } | WriteOp::Stop => {
                     log::warn!("write queue full: dropped a background write")
                 }
             }
@@ -172,15 +179,26 @@ pub fn start(conn: Conn, hub: Hub, queue: usize, batch_max: usize) -> (WriterHan
     let join = thread::Builder::new()
         .name("chat-writer".into())
         .spawn(move || {
+            let mut stopping = false;
             while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                while batch.len() < w.batch_max {
-                    match rx.try_recv() {
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
+                let mut batch = Vec::with_capacity(64);
+                let mut next = Some(first);
+                while let Some(op) = next.take() {
+                    if matches!(op, WriteOp::Stop) {
+                        stopping = true;
+                        break;
+                    }
+                    batch.push(op);
+                    if batch.len() < w.batch_max {
+                        next = rx.try_recv().ok();
                     }
                 }
-                w.commit(batch);
+                if !batch.is_empty() {
+                    w.commit(batch);
+                }
+                if stopping {
+                    break;
+                }
             }
             log::info!("writer stopped");
         })
@@ -410,6 +428,7 @@ impl Writer {
                         }
                         Outcome::Done
                     }
+                    WriteOp::Stop => Outcome::Done,
                     WriteOp::LastValue { msg, track } => {
                         let updated = diesel::update(last_values::table.find(&*msg.channel))
                             .set((

@@ -1,0 +1,179 @@
+//! `POST /api/uploads` and `GET /uploads/{name}`: files for image and file messages.
+//!
+//! Uploads are size-limited while streaming, stored under `<data_dir>/uploads` with
+//! random names, and served with `nosniff`. Only PNG, JPEG, GIF and WebP (recognized
+//! by their magic bytes, never by the client's word) are served inline as images;
+//! everything else is served as an `application/octet-stream` attachment, so an
+//! uploaded HTML or SVG file can never run in the server's origin.
+
+use std::io::Write;
+
+use actix_multipart::Multipart;
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::Caller;
+use crate::{
+    error::{AppError, AppResult},
+    state::AppState,
+};
+
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/uploads", web::post().to(upload));
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/uploads/{name}", web::get().to(serve));
+}
+
+/// Image types served inline, by magic bytes.
+fn sniff_image(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(("image/png", "png"))
+    } else if head.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some(("image/jpeg", "jpg"))
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some(("image/gif", "gif"))
+    } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        Some(("image/webp", "webp"))
+    } else {
+        None
+    }
+}
+
+fn clean_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if cleaned.trim().is_empty() {
+        "file".into()
+    } else {
+        cleaned
+    }
+}
+
+async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multipart) -> AppResult<HttpResponse> {
+    if who.anonymous {
+        return Err(AppError::forbidden("log in to upload"));
+    }
+    let max = state.settings.max_upload_bytes;
+    let dir = state.settings.data_dir.join("uploads");
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| AppError::bad_request(format!("bad multipart body: {e}")))?;
+        if field.name() != Some("file") {
+            // Drain and ignore other fields.
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|e| AppError::bad_request(format!("bad multipart body: {e}")))?;
+            }
+            continue;
+        }
+        let name = clean_name(
+            field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .unwrap_or("file"),
+        );
+        let declared = field.content_type().map(|m| m.essence_str().to_string());
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let (dir2, id2) = (dir.clone(), id.clone());
+        let tmp = web::block(move || -> std::io::Result<_> {
+            std::fs::create_dir_all(&dir2)?;
+            let path = dir2.join(format!("{id2}.part"));
+            Ok((std::fs::File::create(&path)?, path))
+        })
+        .await?
+        .map_err(|e| AppError::unavailable(format!("cannot store upload: {e}")))?;
+        let (mut file, tmp_path) = tmp;
+        let mut size = 0usize;
+        let mut head: Vec<u8> = Vec::with_capacity(16);
+        while let Some(chunk) = field.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp_path);
+                    return Err(AppError::bad_request(format!("upload interrupted: {e}")));
+                }
+            };
+            size += chunk.len();
+            if size > max {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(AppError::too_large(format!("uploads are limited to {max} bytes")));
+            }
+            if head.len() < 16 {
+                head.extend_from_slice(&chunk[..chunk.len().min(16 - head.len())]);
+            }
+            // Chunks are small (a few KiB); a blocking write of one is cheap.
+            if let Err(e) = file.write_all(&chunk) {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(AppError::unavailable(format!("cannot store upload: {e}")));
+            }
+        }
+        let (mime, ext) = match sniff_image(&head) {
+            Some((m, e)) => (m.to_string(), e),
+            None => (
+                declared
+                    .filter(|m| m.len() <= 100 && !m.starts_with("image/"))
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                "bin",
+            ),
+        };
+        let final_name = format!("{id}.{ext}");
+        let final_path = dir.join(&final_name);
+        web::block(move || {
+            file.sync_all()?;
+            std::fs::rename(&tmp_path, &final_path)
+        })
+        .await?
+        .map_err(|e| AppError::unavailable(format!("cannot store upload: {e}")))?;
+        return Ok(HttpResponse::Created().json(json!({
+            "url": format!("/uploads/{final_name}"), "name": name, "size": size, "mime": mime
+        })));
+    }
+    Err(AppError::bad_request("multipart field `file` is missing"))
+}
+
+async fn serve(state: web::Data<AppState>, req: HttpRequest) -> AppResult<HttpResponse> {
+    let name = req.match_info().query("name").to_string();
+    let (id, ext) = name
+        .split_once('.')
+        .ok_or_else(|| AppError::not_found("no such upload"))?;
+    let ctype = match ext {
+        "png" => "image/png",
+        "jpg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bin" => "application/octet-stream",
+        _ => return Err(AppError::not_found("no such upload")),
+    };
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return Err(AppError::not_found("no such upload"));
+    }
+    let path = state.settings.data_dir.join("uploads").join(&name);
+    let data = web::block(move || std::fs::read(path))
+        .await?
+        .map_err(|_| AppError::not_found("no such upload"))?;
+    let mut res = HttpResponse::Ok();
+    res.content_type(ctype)
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=31536000, immutable"));
+    if ext == "bin" {
+        res.insert_header((header::CONTENT_DISPOSITION, "attachment"));
+    }
+    Ok(res.body(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_and_names() {
+        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n....").unwrap().1, "png");
+        assert_eq!(sniff_image(b"<svg onload=alert(1)>"), None);
+        assert_eq!(sniff_image(b"<html>"), None);
+        assert_eq!(clean_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_name("C:\\x\\a.png"), "a.png");
+        assert_eq!(clean_name(""), "file");
+    }
+}
