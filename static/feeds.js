@@ -35,3 +35,30 @@ export function lastData(reply) {
   const msgs = (reply && reply.messages) || [];
   return msgs.length ? msgs[msgs.length - 1] : null;
 }
+
+/**
+ * Discover feed channels of one namespace via GET /api/feeds and call onNew(channels)
+ * with the ones not seen before. The server lists only feeds that carried a value, so
+ * the list is polled: every 2 s while it is empty, then every 30 s for new feeds.
+ */
+export function watchFeeds(namespace, onNew, { onError, onEmpty } = {}) {
+  const seen = new Set();
+  let failures = 0;
+  const poll = async () => {
+    let next = 30000;
+    try {
+      const list = (await feedChannels(namespace)).sort();
+      failures = 0;
+      const fresh = list.filter((c) => !seen.has(c));
+      for (const c of fresh) seen.add(c);
+      if (fresh.length) onNew(fresh);
+      if (!seen.size) { next = 2000; if (onEmpty) onEmpty(); }
+    } catch (ex) {
+      failures += 1;
+      next = Math.min(30000, 2000 * failures);
+      if (onError) onError(ex);
+    }
+    setTimeout(poll, next);
+  };
+  poll();
+}

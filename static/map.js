@@ -1,7 +1,7 @@
 // /map: live positions of tracked entities (channels loc:<entity> from GET /api/feeds),
 // drawn on a canvas with a local equirectangular projection (no tile server).
-import { api, h, clear, feedChannels, fillIcons } from './common.js';
-import { setupFeedPage, showNotice, lastData } from './feeds.js';
+import { api, h, clear, fillIcons } from './common.js';
+import { setupFeedPage, showNotice, lastData, watchFeeds } from './feeds.js';
 
 const TRAIL = 20;
 const M_PER_DEG = 111320;
@@ -411,24 +411,25 @@ async function main() {
   wireInput();
   requestAnimationFrame(loop);
   const { me, client } = await setupFeedPage();
-  let channels;
-  try {
-    channels = (await feedChannels('loc')).sort();
-  } catch (ex) {
-    showNotice(`Could not load the list of feeds: ${ex.message}`);
-    return;
-  }
-  if (!channels.length) { showNotice('No entities are being tracked on this server.'); dirty = true; return; }
-  for (const ch of channels) entityFor(ch);
-  renderList();
   client.on('message', (m) => update(m.channel, m));
   client.on('reset', (e) => update(e.channel, lastData(e)));
-  let needLogin = false;
-  await Promise.all(channels.map((ch) => client.join(ch).then(
+  const join = (ch) => client.join(ch).then(
     (reply) => update(ch, lastData(reply)),
-    (err) => { if (['unauthorized', 'forbidden'].includes(err.code)) needLogin = true; })));
-  if (needLogin && !me) showNotice(['Live positions need an account. ', h('a', { href: '/' }, 'Log in'), ' and come back.']);
-  if (!document.getElementById('near-lat').value) fillNearForm(view.lat, view.lon);
+    (err) => {
+      if (['unauthorized', 'forbidden'].includes(err.code) && !me) {
+        showNotice(['Live positions need an account. ', h('a', { href: '/' }, 'Log in'), ' and come back.']);
+      }
+    });
+  watchFeeds('loc', (channels) => {
+    if (!document.getElementById('notice').textContent.includes('Log in')) showNotice(null);
+    for (const ch of channels) { entityFor(ch); join(ch); }
+    renderList();
+    dirty = true;
+  }, {
+    onEmpty: () => showNotice('Waiting for tracked entities…'),
+    onError: (ex) => { if (!entities.size) showNotice(`Could not load the list of feeds: ${ex.message}`); },
+  });
+  setTimeout(() => { if (!document.getElementById('near-lat').value) fillNearForm(view.lat, view.lon); }, 3000);
   setInterval(() => { if (follow) renderDetails(); }, 1000);
 }
 

@@ -1,6 +1,6 @@
 // /sports: live scores and an event timeline. Matches come from GET /api/feeds (sports:<match>).
-import { h, clear, feedChannels, icon } from './common.js';
-import { setupFeedPage, showNotice, flash } from './feeds.js';
+import { h, clear, icon } from './common.js';
+import { setupFeedPage, showNotice, flash, watchFeeds } from './feeds.js';
 
 const MAX_EVENTS = 200;
 const matches = new Map(); // channel -> {el, parts, events: [], state}
@@ -125,18 +125,8 @@ function addEvents(channel, msgs, { live }) {
 
 async function main() {
   const { client } = await setupFeedPage();
-  let channels;
-  try {
-    channels = (await feedChannels('sports')).sort();
-  } catch (ex) {
-    showNotice(`Could not load the list of feeds: ${ex.message}`);
-    return;
-  }
   const list = document.getElementById('matches');
-  if (!channels.length) { showNotice('No matches are being played on this server.'); return; }
-  for (const ch of channels) list.appendChild(makeMatch(ch).el);
   const fromHash = decodeURIComponent(location.hash.slice(1));
-  select(matches.has(fromHash) ? fromHash : channels[0]);
   client.on('message', (msg) => addEvents(msg.channel, [msg], { live: true }));
   client.on('reset', (e) => {
     const m = matches.get(e.channel);
@@ -151,13 +141,28 @@ async function main() {
     const next = keys[(i + (e.key === 'ArrowDown' ? 1 : keys.length - 1)) % keys.length];
     if (next) { e.preventDefault(); select(next); matches.get(next).el.focus(); }
   });
-  await Promise.all(channels.map((ch) => client.join(ch).then(
+  const join = (ch) => client.join(ch).then(
     (reply) => addEvents(ch, reply.messages || [], { live: false }),
     (err) => {
       const m = matches.get(ch);
       if (m) m.parts.status.textContent = `unavailable: ${err.message}`;
       if (err.code === 'unauthorized' || err.code === 'forbidden') showNotice(['Scores need an account here. ', h('a', { href: '/' }, 'Log in')]);
-    })));
+    });
+  watchFeeds('sports', (channels) => {
+    showNotice(null);
+    for (const ch of channels) {
+      const m = makeMatch(ch);
+      const after = [...list.children].find((el) => el.dataset.channel > ch);
+      list.insertBefore(m.el, after || null);
+      join(ch);
+    }
+    if (!selected || (matches.has(fromHash) && selected !== fromHash)) {
+      select(matches.has(fromHash) ? fromHash : [...matches.keys()].sort()[0]);
+    }
+  }, {
+    onEmpty: () => showNotice('Waiting for matches…'),
+    onError: (ex) => { if (!matches.size) showNotice(`Could not load the list of feeds: ${ex.message}`); },
+  });
 }
 
 main();

@@ -1,6 +1,6 @@
 // /ticker: live quote board. Symbols come from GET /api/feeds (channels ticker:<SYMBOL>).
-import { h, clear, fmtNum, fmtInt, feedChannels } from './common.js';
-import { setupFeedPage, showNotice, flash, lastData } from './feeds.js';
+import { h, fmtNum, fmtInt } from './common.js';
+import { setupFeedPage, showNotice, flash, lastData, watchFeeds } from './feeds.js';
 
 const SPARK_POINTS = 60;
 const cards = new Map(); // channel -> {el, parts, prices, last}
@@ -81,28 +81,31 @@ function update(channel, msg, { animate = true } = {}) {
 
 async function main() {
   const { client } = await setupFeedPage();
-  let channels;
-  try {
-    channels = (await feedChannels('ticker')).sort();
-  } catch (ex) {
-    showNotice(`Could not load the list of feeds: ${ex.message}`);
-    return;
-  }
   const grid = document.getElementById('quotes');
-  clear(grid);
-  if (!channels.length) { showNotice('No quote feeds are running on this server.'); return; }
-  for (const ch of channels) grid.appendChild(makeCard(ch).el);
   client.on('message', (m) => update(m.channel, m));
   client.on('reset', (e) => update(e.channel, lastData(e), { animate: false }));
-  await Promise.all(channels.map((ch) => client.join(ch, { limit: 1 }).then(
+  const join = (ch) => client.join(ch, { limit: 1 }).then(
     (reply) => update(ch, lastData(reply), { animate: false }),
     (err) => {
       const card = cards.get(ch);
       if (card) card.parts.time.textContent = `unavailable: ${err.message}`;
       if (err.code === 'unauthorized' || err.code === 'forbidden') {
-        showNotice([`Quotes need an account here. `, h('a', { href: '/' }, 'Log in')]);
+        showNotice(['Quotes need an account here. ', h('a', { href: '/' }, 'Log in')]);
       }
-    })));
+    });
+  watchFeeds('ticker', (channels) => {
+    showNotice(null);
+    for (const ch of channels) {
+      const card = makeCard(ch);
+      // keep the cards sorted by symbol
+      const after = [...grid.children].find((el) => el.dataset.channel > ch);
+      grid.insertBefore(card.el, after || null);
+      join(ch);
+    }
+  }, {
+    onEmpty: () => showNotice('Waiting for quote feeds…'),
+    onError: (ex) => { if (!cards.size) showNotice(`Could not load the list of feeds: ${ex.message}`); },
+  });
 }
 
 main();
