@@ -156,9 +156,7 @@ async function main() {
       list.insertBefore(m.el, after || null);
       join(ch);
     }
-    if (!selected || (matches.has(fromHash) && selected !== fromHash)) {
-      select(matches.has(fromHash) ? fromHash : [...matches.keys()].sort()[0]);
-    }
+    if (!selected) select(matches.has(fromHash) ? fromHash : [...matches.keys()].sort()[0]);
   }, {
     onEmpty: () => showNotice('Waiting for matches…'),
     onError: (ex) => { if (!matches.size) showNotice(`Could not load the list of feeds: ${ex.message}`); },

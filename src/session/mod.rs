@@ -87,7 +87,6 @@ pub struct Session {
     generation: u64,
     /// Last frame of any kind from the client (heartbeat).
     last_seen: Instant,
-    started_at: Instant,
     /// Writes (publish, typing, edit, delete, signal).
     writes: Bucket,
     /// Every request.
@@ -108,7 +107,6 @@ impl Session {
             joined: HashMap::new(),
             generation: 0,
             last_seen: Instant::now(),
-            started_at: Instant::now(),
             writes: Bucket::new(rate),
             requests: Bucket::new((rate * 4.0).max(100.0)),
             strikes: 0,
@@ -545,14 +543,11 @@ impl Session {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let s = &self.state.settings;
         if self.identity.is_none() {
-            if self.started_at.elapsed() >= s.auth_timeout() {
-                self.close(close::UNAUTHORIZED, "authentication timeout", ctx);
-            }
+            // The auth deadline has its own timer.
             return;
         }
-        if self.last_seen.elapsed() >= s.client_timeout() {
+        if self.last_seen.elapsed() >= self.state.settings.client_timeout() {
             log::debug!("session {} timed out", self.id);
             self.close(close::NORMAL, "heartbeat timeout", ctx);
             return;
@@ -635,8 +630,7 @@ impl Actor for Session {
         if let Some(identity) = self.identity.take() {
             self.authenticated(identity);
         }
-        let hb = self.state.settings.heartbeat().min(self.state.settings.auth_timeout());
-        ctx.run_interval(hb, |act, ctx| act.heartbeat(ctx));
+        ctx.run_interval(self.state.settings.heartbeat(), |act, ctx| act.heartbeat(ctx));
         if self.identity.is_none() {
             ctx.run_later(self.state.settings.auth_timeout(), |act, ctx| {
                 if act.identity.is_none() {
