@@ -64,6 +64,8 @@ pub struct Settings {
     pub token_ttl_s: u64,
     /// Mark the session cookie `Secure` (set behind TLS).
     pub cookie_secure: bool,
+    /// Namespace policy overrides (`[policies.ticker]` ...), file only.
+    pub policies: std::collections::HashMap<String, crate::channels::PolicyOverride>,
 }
 
 impl Default for Settings {
@@ -96,6 +98,7 @@ impl Default for Settings {
             track_min_distance_m: 25.0,
             token_ttl_s: 30 * 24 * 3600,
             cookie_secure: false,
+            policies: Default::default(),
         }
     }
 }
@@ -109,6 +112,8 @@ pub enum ConfigError {
     Parse(PathBuf, toml::de::Error),
     #[error("bad value for {0}: {1:?}")]
     Env(&'static str, String),
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl Settings {
@@ -212,6 +217,7 @@ impl Settings {
                 self.max_message_bytes.to_string(),
             ));
         }
+        crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
         if self.outbox_max_frames < 8 {
             return Err(ConfigError::Env(
                 "CHAT_OUTBOX_MAX_FRAMES",

@@ -16,7 +16,9 @@ async fn main() -> ExitCode {
         let app = Application::build(settings).await?;
         // Tests and scripts read the bound address from this line.
         println!("listening on {}", app.addr());
-        app.run_until_stopped().await.map_err(|e| chatserver::startup::StartError::Other(e.to_string()))
+        app.run_until_stopped()
+            .await
+            .map_err(|e| chatserver::startup::StartError::Other(e.to_string()))
     }
     .await;
     match result {
@@ -41,7 +43,8 @@ fn healthcheck() -> ExitCode {
         let timeout = std::time::Duration::from_secs(2);
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
         s.set_read_timeout(Some(timeout)).ok()?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
         let mut buf = [0u8; 32];
         let n = s.read(&mut buf).ok()?;
         Some(buf[..n].starts_with(b"HTTP/1.1 200"))

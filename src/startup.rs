@@ -55,6 +55,9 @@ impl Application {
     /// Opens storage (running migrations), starts shards and the writer, binds the
     /// listener. Must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        crate::channels::install_policies(
+            crate::channels::build_policies(&settings.policies).map_err(|e| StartError::Other(e))?,
+        );
         let dir = settings.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         let secret = load_or_create_secret(settings.jwt_secret.as_deref(), &dir)

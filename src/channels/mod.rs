@@ -2,7 +2,9 @@
 //! who may publish, what is stored, whether presence is tracked, whether a slow
 //! subscriber's backlog may be conflated. PROTOCOL.md §4.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc, sync::OnceLock};
+
+use serde::Deserialize;
 
 use crate::{
     auth::{Identity, Role},
@@ -21,7 +23,8 @@ pub enum Namespace {
 }
 
 /// Who may publish into a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PublishRule {
     /// Members (rooms: everyone for public rooms, members for private ones; DMs: the two users).
     Members,
@@ -70,8 +73,24 @@ impl Namespace {
         }
     }
 
-    /// The default policy table of PROTOCOL.md §4.
+    pub const ALL: [Namespace; 5] = [
+        Namespace::Room,
+        Namespace::Dm,
+        Namespace::Ticker,
+        Namespace::Sports,
+        Namespace::Loc,
+    ];
+
+    /// The policy in force: the defaults, with the configured overrides applied.
     pub fn policy(self) -> Policy {
+        match POLICIES.get() {
+            Some(table) => table[self as usize],
+            None => self.default_policy(),
+        }
+    }
+
+    /// The default policy table of PROTOCOL.md §4.
+    pub fn default_policy(self) -> Policy {
         match self {
             Namespace::Room | Namespace::Dm => Policy {
                 anonymous_read: false,
@@ -111,6 +130,64 @@ impl Namespace {
             },
         }
     }
+}
+
+/// The policies in force, set once at start from the configuration.
+static POLICIES: OnceLock<[Policy; 5]> = OnceLock::new();
+
+/// Overrides of one namespace's policy (`[policies.<namespace>]` in the config file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverride {
+    pub anonymous_read: Option<bool>,
+    pub publish: Option<PublishRule>,
+    pub presence: Option<bool>,
+    pub conflate: Option<bool>,
+    pub history_on_join: Option<i64>,
+}
+
+/// Builds the policy table from overrides keyed by namespace prefix.
+pub fn build_policies(overrides: &HashMap<String, PolicyOverride>) -> Result<[Policy; 5], String> {
+    let mut table = Namespace::ALL.map(Namespace::default_policy);
+    for (name, o) in overrides {
+        let ns = Namespace::ALL
+            .into_iter()
+            .find(|n| n.prefix() == name)
+            .ok_or_else(|| format!("policies: unknown namespace `{name}`"))?;
+        let p = &mut table[ns as usize];
+        if let Some(v) = o.anonymous_read {
+            p.anonymous_read = v;
+        }
+        if let Some(v) = o.publish {
+            if ns == Namespace::Dm && v != PublishRule::Members {
+                return Err("policies: DMs are always published by their two members".into());
+            }
+            p.publish = v;
+        }
+        if let Some(v) = o.presence {
+            p.presence = v;
+        }
+        if let Some(v) = o.conflate {
+            if v && p.storage == Storage::Every {
+                return Err(format!(
+                    "policies: `{name}` stores every message; it cannot be conflated"
+                ));
+            }
+            p.conflate = v;
+        }
+        if let Some(v) = o.history_on_join {
+            if !(0..=200).contains(&v) {
+                return Err(format!("policies: `{name}`.history_on_join must be within 0..=200"));
+            }
+            p.history_on_join = v;
+        }
+    }
+    Ok(table)
+}
+
+/// Installs the policy table (once per process; later calls are ignored).
+pub fn install_policies(table: [Policy; 5]) {
+    let _ = POLICIES.set(table);
 }
 
 /// A validated channel name.
@@ -312,6 +389,40 @@ mod tests {
         assert!(Channel::parse("room:a b").is_err());
         assert!(Channel::parse("ticker:BRK.B").is_ok());
         assert_eq!(Channel::dm_between("b", "a").unwrap().full.as_ref(), "dm:a,b");
+    }
+
+    #[test]
+    fn overrides() {
+        let mut o = HashMap::new();
+        o.insert(
+            "ticker".to_string(),
+            PolicyOverride {
+                anonymous_read: Some(false),
+                ..Default::default()
+            },
+        );
+        o.insert(
+            "room".to_string(),
+            PolicyOverride {
+                history_on_join: Some(100),
+                ..Default::default()
+            },
+        );
+        let t = build_policies(&o).unwrap();
+        assert!(!t[Namespace::Ticker as usize].anonymous_read);
+        assert_eq!(t[Namespace::Room as usize].history_on_join, 100);
+        assert!(t[Namespace::Sports as usize].anonymous_read);
+        o.insert("nope".to_string(), PolicyOverride::default());
+        assert!(build_policies(&o).is_err());
+        let mut o = HashMap::new();
+        o.insert(
+            "room".to_string(),
+            PolicyOverride {
+                conflate: Some(true),
+                ..Default::default()
+            },
+        );
+        assert!(build_policies(&o).is_err());
     }
 
     #[test]
