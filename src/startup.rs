@@ -56,7 +56,7 @@ impl Application {
     /// listener. Must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         crate::channels::install_policies(
-            crate::channels::build_policies(&settings.policies).map_err(|e| StartError::Other(e))?,
+            crate::channels::build_policies(&settings.policies).map_err(StartError::Other)?,
         );
         let dir = settings.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
