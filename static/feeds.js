@@ -1,6 +1,6 @@
 // Shared start-up of the feed dashboards (ticker, sports, map).
 import { ChatClient } from './chat-client.js';
-import { whoami, bindConnectionPill, h, clear } from './common.js';
+import { whoami, bindConnectionPill, h, clear, feedChannels } from './common.js';
 
 /** Connects (cookie when logged in, anonymous otherwise) and fills the header. */
 export async function setupFeedPage() {

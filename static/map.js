@@ -141,9 +141,9 @@ function draw() {
     const color = KIND_COLOR[e.kind] || '#868e96';
     const isNear = near && near.results.some((r) => r.channel === e.channel);
     if (e.channel === follow || isNear) {
-      ctx.beginPath(); ctx.arc(x, y, 15, 0, Math.PI * 2);
+      ctx.beginPath(); ctx.arc(x, y, e.channel === follow ? 16 : 13, 0, Math.PI * 2);
       ctx.strokeStyle = e.channel === follow ? col('--accent') : col('--warn');
-      ctx.lineWidth = 3; ctx.stroke();
+      ctx.lineWidth = e.channel === follow ? 3 : 1.5; ctx.stroke();
     }
     ctx.save();
     ctx.translate(x, y);
@@ -153,6 +153,7 @@ function draw() {
     ctx.fillStyle = color; ctx.fill();
     ctx.strokeStyle = '#fff'; ctx.lineWidth = 1.5; ctx.stroke();
     ctx.restore();
+    if (view.scale < 0.12 && e.channel !== follow) continue;
     const label = e.name || e.id;
     const tw = ctx.measureText(label).width;
     ctx.fillStyle = col('--panel');

@@ -82,7 +82,7 @@ function renderTimeline() {
   if (!m) return;
   const s = m.state || {};
   document.getElementById('tl-title').textContent = `${teamName(s, 'home')} ${s.score?.home ?? 0} – ${s.score?.away ?? 0} ${teamName(s, 'away')}`;
-  document.getElementById('tl-sub').textContent = `${STATUS_TEXT[s.status] || ''}${s.status === 'live' && typeof s.minute === 'number' ? ` · ${s.minute}'` : ''}`;
+  document.getElementById('tl-sub').textContent = `${STATUS_TEXT[s.status] || ''}${s.status === 'live' && typeof s.minute === 'number' ? ` · ${s.minute}'` : ''}${s.status === 'scheduled' && s.text ? ` · ${s.text}` : ''}`;
   const evs = m.events.filter(shown).reverse();
   list.append(...evs.map((e) => timelineItem(e, s, false)));
   if (!evs.length) list.append(h('li', { class: 'muted small' }, 'No events yet.'));

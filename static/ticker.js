@@ -31,8 +31,8 @@ function makeCard(channel) {
 function drawSpark(card) {
   const svg = card.parts.spark;
   while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const p = card.prices;
-  if (p.length < 2) return;
+  const p = card.prices.length === 1 ? [card.prices[0], card.prices[0]] : card.prices;
+  if (!p.length) return;
   const min = Math.min(...p);
   const max = Math.max(...p);
   const span = max - min || 1;
