@@ -14,7 +14,10 @@ fn js_client_and_browser_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let required = std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1");
     let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let have_node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let have_chromium = Path::new(&chromium).exists();
     if !required && !(have_node && have_chromium) {
         eprintln!(
@@ -37,5 +40,8 @@ fn js_client_and_browser_tests() {
         .env("SCREENSHOT_DIR", shots)
         .status()
         .expect("run tests/browser/run.sh");
-    assert!(status.success(), "JS client or browser tests failed (see the output above)");
+    assert!(
+        status.success(),
+        "JS client or browser tests failed (see the output above)"
+    );
 }
