@@ -62,6 +62,10 @@ pub struct Settings {
     pub track_min_distance_m: f64,
     /// Token lifetime for tokens issued by `/api/login` and `/api/register`.
     pub token_ttl_s: u64,
+    /// Failed logins allowed per minute, per client address and per account.
+    pub login_failures_per_min: u32,
+    /// Registrations allowed per minute per client address.
+    pub registrations_per_min: u32,
     /// Mark the session cookie `Secure` (set behind TLS).
     pub cookie_secure: bool,
     /// Namespace policy overrides (`[policies.ticker]` ...), file only.
@@ -98,6 +102,8 @@ impl Default for Settings {
             track_min_distance_m: 25.0,
             token_ttl_s: 30 * 24 * 3600,
             cookie_secure: false,
+            login_failures_per_min: 10,
+            registrations_per_min: 120,
             policies: Default::default(),
         }
     }
@@ -196,6 +202,8 @@ impl Settings {
         env!("CHAT_TRACK_MIN_DISTANCE_M", track_min_distance_m, parse);
         env!("CHAT_TOKEN_TTL_S", token_ttl_s, parse);
         env!("CHAT_COOKIE_SECURE", cookie_secure, boolean);
+        env!("CHAT_LOGIN_FAILURES_PER_MIN", login_failures_per_min, parse);
+        env!("CHAT_REGISTRATIONS_PER_MIN", registrations_per_min, parse);
         self.validate()
     }
 

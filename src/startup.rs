@@ -17,6 +17,7 @@ use crate::{
     auth::{load_or_create_secret, Auth},
     config::{ConfigError, Settings},
     feeds::Feeds,
+    http::limit::KeyedLimiter,
     http::{self, ws::ConnFd},
     hub::{Hub, SeedLastValues, Shard},
     protocol::close,
@@ -116,6 +117,8 @@ impl Application {
             auth,
             feeds,
             metrics: Arc::new(Metrics::default()),
+            login_failures: Arc::new(KeyedLimiter::new(settings.login_failures_per_min)),
+            registrations: Arc::new(KeyedLimiter::new(settings.registrations_per_min)),
         };
 
         let addr = settings.bind_addr()?;

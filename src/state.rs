@@ -5,7 +5,10 @@ use std::sync::{
     Arc,
 };
 
-use crate::{auth::Auth, config::Settings, feeds::Feeds, hub::Hub, storage::writer::WriterHandle, storage::Db};
+use crate::{
+    auth::Auth, config::Settings, feeds::Feeds, http::limit::KeyedLimiter, hub::Hub, storage::writer::WriterHandle,
+    storage::Db,
+};
 
 /// Everything a request or a session needs; cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -17,6 +20,10 @@ pub struct AppState {
     pub auth: Auth,
     pub feeds: Arc<Feeds>,
     pub metrics: Arc<Metrics>,
+    /// Failed logins per client address and per account name (brute force).
+    pub login_failures: Arc<KeyedLimiter<String>>,
+    /// Registrations per client address.
+    pub registrations: Arc<KeyedLimiter<String>>,
 }
 
 /// Process-wide counters exported by `/metrics`.

@@ -315,3 +315,41 @@ fn token_claims_default_role_and_query_token_not_logged() {
         "a refused ?token= value was written to the logs"
     );
 }
+
+#[test]
+fn failed_logins_are_rate_limited() {
+    let s = TestServer::start(Opts::new().env("CHAT_LOGIN_FAILURES_PER_MIN", "5"));
+    s.register("victim", "correct-password");
+    for i in 0..5 {
+        let (st, j) = s.post(
+            "/api/login",
+            None,
+            json!({"name":"victim","password":format!("wrong-{i}")}),
+        );
+        assert_eq!(st, 401, "{j}");
+    }
+    let (st, j) = s.post("/api/login", None, json!({"name":"victim","password":"wrong-again"}));
+    assert_eq!((st, j["error"]["code"].as_str()), (429, Some("rate_limited")), "{j}");
+    // While limited, even the right password is refused (no oracle for guessing).
+    let (st, _) = s.post(
+        "/api/login",
+        None,
+        json!({"name":"victim","password":"correct-password"}),
+    );
+    assert_eq!(st, 429);
+}
+
+#[test]
+fn registrations_are_rate_limited_per_address() {
+    let s = TestServer::start(Opts::new().env("CHAT_REGISTRATIONS_PER_MIN", "3"));
+    for i in 0..3 {
+        let (st, j) = s.post(
+            "/api/register",
+            None,
+            json!({"name":format!("u{i}"),"password":"password-123"}),
+        );
+        assert_eq!(st, 200, "{j}");
+    }
+    let (st, j) = s.post("/api/register", None, json!({"name":"u9","password":"password-123"}));
+    assert_eq!((st, j["error"]["code"].as_str()), (429, Some("rate_limited")), "{j}");
+}

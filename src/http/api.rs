@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix_web::{
     cookie::{time::Duration as CookieDuration, Cookie, SameSite},
-    web, HttpResponse,
+    web, HttpRequest, HttpResponse,
 };
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
@@ -85,7 +85,21 @@ fn session_response(state: &AppState, user: crate::protocol::UserRef, role: Role
         .json(json!({ "token": token, "user": { "id": user.id, "name": user.name, "role": role.as_str() } }))
 }
 
-async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> AppResult<HttpResponse> {
+/// The client address used as a rate-limit key.
+fn client_key(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Credentials>,
+) -> AppResult<HttpResponse> {
+    if !state.registrations.hit(client_key(&req)) {
+        return Err(AppError::rate_limited(
+            "too many registrations from this address, try later",
+        ));
+    }
     let Credentials { name, password } = body.into_inner();
     let name = name.trim().to_string();
     valid_name(&name)?;
@@ -103,12 +117,16 @@ async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> A
     Ok(session_response(&state, row.user_ref(), role_of(&row.role)))
 }
 
-async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> AppResult<HttpResponse> {
+async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Credentials>) -> AppResult<HttpResponse> {
     let Credentials { name, password } = body.into_inner();
     if name.len() > 64 || password.len() > 256 {
         return Err(AppError::unauthorized("wrong name or password"));
     }
-    let row = state
+    let (by_addr, by_name) = (client_key(&req), format!("name:{}", name.trim().to_lowercase()));
+    if !state.login_failures.check(&by_addr) || !state.login_failures.check(&by_name) {
+        return Err(AppError::rate_limited("too many failed logins, try again in a minute"));
+    }
+    let result = state
         .db
         .run(move |c| {
             let row = queries::find_user_by_name(c, name.trim())?;
@@ -122,7 +140,15 @@ async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> AppR
                 }
             }
         })
-        .await?;
+        .await;
+    if result
+        .as_ref()
+        .is_err_and(|e| e.code == crate::error::ErrorCode::Unauthorized)
+    {
+        state.login_failures.hit(by_addr);
+        state.login_failures.hit(by_name);
+    }
+    let row = result?;
     Ok(session_response(&state, row.user_ref(), role_of(&row.role)))
 }
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod feeds;
 pub mod health;
+pub mod limit;
 pub mod pages;
 pub mod uploads;
 pub mod ws;

@@ -49,6 +49,8 @@ async fn static_file(req: HttpRequest) -> HttpResponse {
                 .content_type(mime.as_ref())
                 .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .insert_header((header::CACHE_CONTROL, "no-cache"))
+                // Other sites may import the client library as an ES module.
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
                 .insert_header((
                     header::ETAG,
                     format!("\"{}\"", hex::encode(&f.metadata.sha256_hash()[..8])),
