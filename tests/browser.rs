@@ -19,7 +19,7 @@ fn js_client_and_browser_tests() {
         .output()
         .is_ok_and(|o| o.status.success());
     let have_chromium = Path::new(&chromium).exists();
-    if !required && !(have_node && have_chromium) {
+    if !(required || (have_node && have_chromium)) {
         eprintln!(
             "browser tests skipped: node {} and chromium {} (install both, or set E2E_REQUIRED=1 to make this fail)",
             if have_node { "found" } else { "missing" },
