@@ -18,7 +18,7 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin chatser
 # ---- run ---------------------------------------------------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libpq5 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin chat \
     && mkdir -p /data /etc/chatserver && chown chat:chat /data

@@ -1,5 +1,6 @@
-//! Durable state: diesel + r2d2 over a bundled SQLite file (WAL, busy_timeout),
-//! migrations embedded in the binary and run at start.
+//! Durable state: diesel + r2d2 over a bundled SQLite file (WAL, busy_timeout) or
+//! PostgreSQL (`DATABASE_URL=postgres://...`, shared by several nodes), with
+//! per-backend migrations embedded in the binary and run at start.
 //!
 //! * [`Db`] – the connection pool; every blocking query runs through [`Db::run`] on
 //!   the blocking thread pool, never on an async thread or inside an actor.
@@ -7,8 +8,9 @@
 //! * [`writer`] – the single writer thread that group-commits publishes, edits,
 //!   deletes, read markers and memberships, and hands results to the hub.
 //!
-//! All SQL stays portable (`BIGINT`, `TEXT`, `BOOLEAN`, no upserts) so that PostgreSQL
-//! can be added as a second backend through diesel's `MultiConnection`.
+//! Queries go through diesel's `MultiConnection` ([`Conn`]), so one query builder
+//! serves both backends; they stay portable (no upserts: a unique violation is caught
+//! instead).
 
 pub mod models;
 pub mod queries;
@@ -19,6 +21,7 @@ use std::{path::Path, time::Duration};
 
 use diesel::{
     connection::SimpleConnection,
+    pg::PgConnection,
     r2d2::{ConnectionManager, CustomizeConnection, Pool},
     sqlite::SqliteConnection,
     Connection,
@@ -27,30 +30,46 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::{AppError, AppResult};
 
-/// The connection type of the storage layer.
-pub type Conn = SqliteConnection;
+/// A connection to either backend; every query of the storage layer compiles for both.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Pragmas every SQLite connection needs: WAL so readers never block the writer, a
 /// busy timeout so concurrent writers wait instead of failing, full sync so an
 /// acknowledged publish survives a power cut.
-const PRAGMAS: &str =
+const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
-#[derive(Debug)]
-struct Pragmas;
+/// Per-connection settings of PostgreSQL: fail a statement stuck on a lock instead of
+/// holding a worker forever.
+const POSTGRES_SETTINGS: &str = "SET statement_timeout = '30s'; SET lock_timeout = '10s';";
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(PRAGMAS).map_err(diesel::r2d2::Error::QueryError)
+fn prepare(conn: &mut Conn) -> diesel::QueryResult<()> {
+    match conn {
+        Conn::Sqlite(c) => c.batch_execute(SQLITE_PRAGMAS),
+        Conn::Postgres(c) => c.batch_execute(POSTGRES_SETTINGS),
+    }
+}
+
+#[derive(Debug)]
+struct Prepare;
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for Prepare {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        prepare(conn).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
 /// Why storage could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("unsupported DATABASE_URL {0:?} (this build supports sqlite://)")]
+    #[error("unsupported DATABASE_URL {0:?} (use sqlite://path or postgres://...)")]
     Unsupported(String),
     #[error("cannot open database: {0}")]
     Connect(String),
@@ -60,28 +79,68 @@ pub enum OpenError {
 
 /// Where the database lives, parsed from `DATABASE_URL` or the data dir.
 #[derive(Debug, Clone)]
-pub struct DbTarget(String);
+pub enum DbTarget {
+    /// Path of the SQLite file.
+    Sqlite(String),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
 
 impl DbTarget {
     pub fn resolve(url: Option<&str>, data_dir: &Path) -> Result<DbTarget, OpenError> {
         match url {
-            None => Ok(DbTarget(data_dir.join("chat.db").to_string_lossy().into_owned())),
-            Some(u) => {
-                if let Some(p) = u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:")) {
-                    Ok(DbTarget(p.to_string()))
-                } else {
-                    Err(OpenError::Unsupported(u.to_string()))
-                }
+            None => Ok(DbTarget::Sqlite(
+                data_dir.join("chat.db").to_string_lossy().into_owned(),
+            )),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(DbTarget::Postgres(u.to_string()))
             }
+            Some(u) => match u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:")) {
+                Some(p) => Ok(DbTarget::Sqlite(p.to_string())),
+                None => Err(OpenError::Unsupported(u.to_string())),
+            },
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            DbTarget::Sqlite(p) | DbTarget::Postgres(p) => p,
+        }
+    }
+
+    /// Which backend, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DbTarget::Sqlite(_) => "sqlite",
+            DbTarget::Postgres(_) => "postgres",
         }
     }
 
     /// A new dedicated connection (the writer's).
     pub fn connect(&self) -> Result<Conn, OpenError> {
-        let mut c = SqliteConnection::establish(&self.0).map_err(|e| OpenError::Connect(e.to_string()))?;
-        c.batch_execute(PRAGMAS)
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let mut c = match self {
+            DbTarget::Sqlite(p) => SqliteConnection::establish(p).map(Conn::Sqlite),
+            DbTarget::Postgres(u) => PgConnection::establish(u).map(Conn::Postgres),
+        }
+        .map_err(|e| OpenError::Connect(e.to_string()))?;
+        prepare(&mut c).map_err(|e| OpenError::Connect(e.to_string()))?;
         Ok(c)
+    }
+
+    /// Runs the pending migrations of this backend.
+    fn migrate(&self) -> Result<(), OpenError> {
+        let m = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+        match self.connect()? {
+            Conn::Sqlite(mut c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()).map_err(m),
+            Conn::Postgres(mut c) => {
+                // Several nodes may start at once: one migrates, the others wait.
+                c.batch_execute("SELECT pg_advisory_lock(7243001)")
+                    .map_err(|e| OpenError::Migrate(e.to_string()))?;
+                let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()).map_err(m);
+                let _ = c.batch_execute("SELECT pg_advisory_unlock(7243001)");
+                r
+            }
+        }
     }
 }
 
@@ -94,15 +153,13 @@ pub struct Db {
 impl Db {
     /// Opens the pool and runs pending migrations.
     pub fn open(target: &DbTarget, pool_size: u32) -> Result<Db, OpenError> {
-        let mut c = target.connect()?;
-        c.run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(|e| OpenError::Migrate(e.to_string()))?;
-        drop(c);
+        target.migrate()?;
+        log::info!("storage: {}", target.backend());
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(5))
-            .connection_customizer(Box::new(Pragmas))
-            .build(ConnectionManager::<Conn>::new(&target.0))
+            .connection_customizer(Box::new(Prepare))
+            .build(ConnectionManager::<Conn>::new(target.url()))
             .map_err(|e| OpenError::Connect(e.to_string()))?;
         Ok(Db { pool })
     }

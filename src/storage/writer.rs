@@ -173,7 +173,6 @@ pub fn start(conn: Conn, hub: Hub, queue: usize, batch_max: usize) -> (WriterHan
         conn,
         hub,
         batch_max: batch_max.max(1),
-        tops: HashMap::new(),
         members: HashSet::new(),
     };
     let join = thread::Builder::new()
@@ -210,291 +209,103 @@ struct Writer {
     conn: Conn,
     hub: Hub,
     batch_max: usize,
-    /// Committed top seq and epoch per channel (this is the only writer, so the cache
-    /// is authoritative once loaded).
-    tops: HashMap<Arc<str>, (i64, String)>,
-    /// (channel, user) pairs known to be stored in `memberships`.
-    members: HashSet<(Arc<str>, Arc<str>)>,
+    /// (channel, user) pairs known to be stored in `memberships` (they are never
+    /// deleted, so the cache stays true with several nodes).
+    members: HashSet<MemberKey>,
 }
+
+/// (channel, user id) of a stored membership.
+type MemberKey = (Arc<str>, Arc<str>);
 
 /// (channel, sender, client_id) of a message stored in the current batch.
 type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
 
-/// What one operation produced inside the transaction.
-enum Outcome {
-    Commit(Commit),
-    Reply(Ack, AppResult<PublishOk>),
-    Fail(Ack, AppError),
-    /// Succeeded; the reply is `{}`.
-    Empty(Ack),
+/// What one operation did inside the transaction (acks are sent after the commit).
+enum Effect {
+    Stored(Message),
+    Duplicate {
+        seq: i64,
+        ts: i64,
+    },
+    Edited {
+        from: UserRef,
+        edited_ts: i64,
+    },
+    Deleted,
+    Refused(AppError),
+    /// Succeeded; the reply (if any) is `{}`.
     Done,
+}
+
+/// Attempts of a batch that failed on a conflict with another node (unique
+/// violation, serialization failure, deadlock).
+const MAX_ATTEMPTS: usize = 4;
+
+fn retryable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::UniqueViolation | K::SerializationFailure, _) => true,
+        E::DatabaseError(_, info) => info.message().contains("deadlock"),
+        _ => false,
+    }
 }
 
 impl Writer {
     fn commit(&mut self, batch: Vec<WriteOp>) {
         let n = batch.len();
-        let mut staged_tops: HashMap<Arc<str>, (i64, String)> = HashMap::new();
-        let mut staged_members: Vec<(Arc<str>, Arc<str>)> = Vec::new();
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
-        // Ops are moved into the transaction closure; on failure we still need their
-        // acks, so they are kept in an Option slot per op.
-        let mut slots: Vec<Option<WriteOp>> = batch.into_iter().map(Some).collect();
-        let tops = &self.tops;
-        let members = &self.members;
-        let res = self.conn.transaction::<_, diesel::result::Error, _>(|c| {
-            let mut dedupe: HashMap<DedupeKey, (i64, i64)> = HashMap::new();
-            for slot in slots.iter_mut() {
-                let op = slot.as_ref().expect("op present");
-                let outcome = match op {
-                    WriteOp::Append(req) => {
-                        if req.check_room {
-                            if let Err(e) = queries::room_access(c, &req.channel, &req.who) {
-                                if e.code == crate::error::ErrorCode::Unavailable {
-                                    return Err(diesel::result::Error::RollbackTransaction);
-                                }
-                                outcomes.push(Outcome::Fail(take_ack(slot), e));
-                                continue;
-                            }
-                        }
-                        let ch = &req.channel.full;
-                        if let Some(cid) = &req.client_id {
-                            let key = (ch.clone(), req.who.user.id.clone(), cid.clone());
-                            let found = match dedupe.get(&key) {
-                                Some(v) => Some(*v),
-                                None => messages::table
-                                    .filter(messages::channel.eq(&**ch))
-                                    .filter(messages::sender_id.eq(&*req.who.user.id))
-                                    .filter(messages::client_id.eq(&**cid))
-                                    .select((messages::seq, messages::ts))
-                                    .first::<(i64, i64)>(c)
-                                    .optional()?,
-                            };
-                            if let Some((seq, ts)) = found {
-                                outcomes.push(Outcome::Reply(
-                                    take_ack(slot),
-                                    Ok(PublishOk {
-                                        seq,
-                                        ts,
-                                        duplicate: true,
-                                    }),
-                                ));
-                                continue;
-                            }
-                        }
-                        let top = match staged_tops.get_mut(ch) {
-                            Some(t) => t,
-                            None => {
-                                let t = match tops.get(ch) {
-                                    Some(t) => t.clone(),
-                                    None => channels::table
-                                        .find(&**ch)
-                                        .select((channels::seq, channels::epoch))
-                                        .first::<(i64, String)>(c)
-                                        .optional()?
-                                        .unwrap_or((0, String::new())),
-                                };
-                                staged_tops.entry(ch.clone()).or_insert(t)
-                            }
-                        };
-                        if top.1.is_empty() {
-                            top.1 = hex::encode(rand::random::<[u8; 4]>());
-                        }
-                        top.0 += 1;
-                        let seq = top.0;
-                        let ts = now_ms();
-                        diesel::insert_into(messages::table)
-                            .values((
-                                messages::channel.eq(&**ch),
-                                messages::seq.eq(seq),
-                                messages::ts.eq(ts),
-                                messages::sender_id.eq(&*req.who.user.id),
-                                messages::sender_name.eq(&*req.who.user.name),
-                                messages::client_id.eq(req.client_id.as_deref()),
-                                messages::data.eq(req.data.get()),
-                                messages::deleted.eq(false),
-                            ))
-                            .execute(c)?;
-                        if let Some(cid) = &req.client_id {
-                            dedupe.insert((ch.clone(), req.who.user.id.clone(), cid.clone()), (seq, ts));
-                        }
-                        // Both ends of a DM belong to it from its first message on.
-                        if let Some((a, b)) = req.channel.dm_pair() {
-                            for id in [a, b] {
-                                let key: (Arc<str>, Arc<str>) = (ch.clone(), id.into());
-                                if !members.contains(&key) && !staged_members.contains(&key) {
-                                    let name = if id == &*req.who.user.id {
-                                        req.who.user.name.clone()
-                                    } else {
-                                        id.into()
-                                    };
-                                    add_member_raw(
-                                        c,
-                                        ch,
-                                        &UserRef {
-                                            id: key.1.clone(),
-                                            name,
-                                        },
-                                    )?;
-                                    staged_members.push(key);
-                                }
-                            }
-                        }
-                        let msg = Message {
-                            channel: ch.clone(),
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let members = &self.members;
+            let r = self.conn.transaction(|c| apply(c, &batch, members));
+            match r {
+                Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                    log::debug!("write batch conflicted ({e}); retrying");
+                    continue;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok((effects, new_members)) => {
+                self.members.extend(new_members);
+                let mut commits = Vec::new();
+                for (op, effect) in batch.into_iter().zip(effects) {
+                    match (op, effect) {
+                        (WriteOp::Append(r), Effect::Stored(msg)) => commits.push(Commit::Message { msg, ack: r.ack }),
+                        (WriteOp::Append(r), Effect::Duplicate { seq, ts }) => r.ack.ok(&PublishOk {
                             seq,
                             ts,
-                            from: req.who.user.clone(),
-                            data: req.data.clone(),
-                            client_id: req.client_id.clone(),
-                            edited_ts: None,
-                            deleted: false,
-                        };
-                        Outcome::Commit(Commit::Message {
-                            msg,
-                            ack: take_ack(slot),
-                        })
-                    }
-                    WriteOp::Edit {
-                        channel,
-                        seq,
-                        who,
-                        data,
-                        ..
-                    } => match own_message(c, channel, *seq, who, false)? {
-                        Err(e) => Outcome::Fail(take_ack(slot), e),
-                        Ok(author) => {
-                            let now = now_ms();
-                            diesel::update(messages::table.find((&*channel.full, *seq)))
-                                .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
-                                .execute(c)?;
-                            Outcome::Commit(Commit::Edit {
-                                channel: channel.full.clone(),
-                                seq: *seq,
-                                from: author,
-                                data: data.clone(),
-                                edited_ts: now,
-                                ack: take_ack(slot),
-                            })
-                        }
-                    },
-                    WriteOp::Delete { channel, seq, who, .. } => match own_message(c, channel, *seq, who, true)? {
-                        Err(e) => Outcome::Fail(take_ack(slot), e),
-                        Ok(_) => {
-                            diesel::update(messages::table.find((&*channel.full, *seq)))
-                                .set((messages::deleted.eq(true), messages::data.eq("{}")))
-                                .execute(c)?;
-                            Outcome::Commit(Commit::Delete {
-                                channel: channel.full.clone(),
-                                seq: *seq,
-                                ack: take_ack(slot),
-                            })
-                        }
-                    },
-                    WriteOp::Read {
-                        channel, user_id, seq, ..
-                    } => {
-                        let updated = diesel::update(
-                            read_markers::table
-                                .filter(read_markers::user_id.eq(&**user_id))
-                                .filter(read_markers::channel.eq(&*channel.full)),
-                        )
-                        .filter(read_markers::seq.lt(*seq))
-                        .set(read_markers::seq.eq(*seq))
-                        .execute(c)?;
-                        if updated == 0 {
-                            let exists: bool = diesel::select(diesel::dsl::exists(
-                                read_markers::table
-                                    .filter(read_markers::user_id.eq(&**user_id))
-                                    .filter(read_markers::channel.eq(&*channel.full)),
-                            ))
-                            .get_result(c)?;
-                            if !exists {
-                                diesel::insert_into(read_markers::table)
-                                    .values((
-                                        read_markers::user_id.eq(&**user_id),
-                                        read_markers::channel.eq(&*channel.full),
-                                        read_markers::seq.eq(*seq),
-                                    ))
-                                    .execute(c)?;
+                            duplicate: true,
+                        }),
+                        (
+                            WriteOp::Edit {
+                                channel,
+                                seq,
+                                data,
+                                ack,
+                                ..
+                            },
+                            Effect::Edited { from, edited_ts },
+                        ) => commits.push(Commit::Edit {
+                            channel: channel.full,
+                            seq,
+                            from,
+                            data,
+                            edited_ts,
+                            ack,
+                        }),
+                        (WriteOp::Delete { channel, seq, ack, .. }, Effect::Deleted) => commits.push(Commit::Delete {
+                            channel: channel.full,
+                            seq,
+                            ack,
+                        }),
+                        (op, Effect::Refused(e)) => fail(op, e),
+                        (op, _) => {
+                            if let Some(ack) = ack_of(op) {
+                                ack.ok(&serde_json::Map::new());
                             }
                         }
-                        Outcome::Empty(take_ack(slot))
-                    }
-                    WriteOp::Member { channel, user } => {
-                        let key = (channel.clone(), user.id.clone());
-                        if !members.contains(&key) && !staged_members.contains(&key) {
-                            add_member_raw(c, channel, user)?;
-                            staged_members.push(key);
-                        }
-                        Outcome::Done
-                    }
-                    WriteOp::Stop => Outcome::Done,
-                    WriteOp::LastValue { msg, track } => {
-                        let updated = diesel::update(last_values::table.find(&*msg.channel))
-                            .set((
-                                last_values::seq.eq(msg.seq),
-                                last_values::ts.eq(msg.ts),
-                                last_values::sender_id.eq(&*msg.from.id),
-                                last_values::sender_name.eq(&*msg.from.name),
-                                last_values::data.eq(msg.data.get()),
-                            ))
-                            .execute(c)?;
-                        if updated == 0 {
-                            diesel::insert_into(last_values::table)
-                                .values((
-                                    last_values::channel.eq(&*msg.channel),
-                                    last_values::seq.eq(msg.seq),
-                                    last_values::ts.eq(msg.ts),
-                                    last_values::sender_id.eq(&*msg.from.id),
-                                    last_values::sender_name.eq(&*msg.from.name),
-                                    last_values::data.eq(msg.data.get()),
-                                ))
-                                .execute(c)?;
-                        }
-                        if let Some((lat, lon)) = track {
-                            let entity = msg.channel.strip_prefix("loc:").unwrap_or(&msg.channel);
-                            diesel::insert_into(track_points::table)
-                                .values((
-                                    track_points::entity.eq(entity),
-                                    track_points::ts.eq(msg.ts),
-                                    track_points::lat.eq(*lat),
-                                    track_points::lon.eq(*lon),
-                                ))
-                                .execute(c)?;
-                        }
-                        Outcome::Done
-                    }
-                };
-                outcomes.push(outcome);
-            }
-            for (ch, (seq, epoch)) in &staged_tops {
-                let updated = diesel::update(channels::table.find(&**ch))
-                    .set((channels::seq.eq(*seq), channels::epoch.eq(epoch)))
-                    .execute(c)?;
-                if updated == 0 {
-                    diesel::insert_into(channels::table)
-                        .values((
-                            channels::name.eq(&**ch),
-                            channels::seq.eq(*seq),
-                            channels::epoch.eq(epoch),
-                        ))
-                        .execute(c)?;
-                }
-            }
-            Ok(())
-        });
-        match res {
-            Ok(()) => {
-                self.tops.extend(staged_tops);
-                self.members.extend(staged_members);
-                let mut commits = Vec::new();
-                for o in outcomes {
-                    match o {
-                        Outcome::Commit(c) => commits.push(c),
-                        Outcome::Reply(ack, r) => ack.result(r),
-                        Outcome::Fail(ack, e) => ack.err(e),
-                        Outcome::Empty(ack) => ack.ok(&serde_json::Map::new()),
-                        Outcome::Done => {}
                     }
                 }
                 if !commits.is_empty() {
@@ -503,39 +314,266 @@ impl Writer {
             }
             Err(e) => {
                 log::error!("write batch of {n} failed, nothing stored: {e}");
-                // Outcomes produced before the failure hold acks taken from their slots.
-                for o in outcomes {
-                    match o {
-                        Outcome::Commit(Commit::Message { ack, .. })
-                        | Outcome::Commit(Commit::Edit { ack, .. })
-                        | Outcome::Commit(Commit::Delete { ack, .. })
-                        | Outcome::Reply(ack, _)
-                        | Outcome::Empty(ack) => ack.err(AppError::unavailable("storage unavailable, nothing stored")),
-                        Outcome::Fail(ack, e) => ack.err(e),
-                        Outcome::Done => {}
-                    }
-                }
-                for op in slots.into_iter().flatten() {
-                    match op {
-                        WriteOp::Append(r) => r.ack.err(AppError::unavailable("storage unavailable, nothing stored")),
-                        WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => {
-                            ack.err(AppError::unavailable("storage unavailable, nothing stored"))
-                        }
-                        _ => {}
-                    }
+                for op in batch {
+                    fail(op, AppError::unavailable("storage unavailable, nothing stored"));
                 }
             }
         }
     }
 }
 
-/// Takes the ack out of an op slot (the op is consumed).
-fn take_ack(slot: &mut Option<WriteOp>) -> Ack {
-    match slot.take() {
-        Some(WriteOp::Append(r)) => r.ack,
-        Some(WriteOp::Edit { ack, .. }) | Some(WriteOp::Delete { ack, .. }) | Some(WriteOp::Read { ack, .. }) => ack,
-        _ => Ack::None,
+/// The ack of an op, if it has one.
+fn ack_of(op: WriteOp) -> Option<Ack> {
+    match op {
+        WriteOp::Append(r) => Some(r.ack),
+        WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => Some(ack),
+        WriteOp::Member { .. } | WriteOp::LastValue { .. } | WriteOp::Stop => None,
     }
+}
+
+fn fail(op: WriteOp, e: AppError) {
+    if let Some(ack) = ack_of(op) {
+        ack.err(e);
+    }
+}
+
+/// Locks the seq counter of `channel` for this transaction (creating it) and returns
+/// its top seq and epoch. Other nodes' writers wait on the lock, so seqs stay
+/// gap-free and unique across nodes.
+fn lock_top(c: &mut Conn, channel: &str) -> diesel::QueryResult<(i64, String)> {
+    let locked = diesel::update(channels::table.find(channel))
+        .set(channels::seq.eq(channels::seq))
+        .execute(c)?;
+    if locked == 0 {
+        let epoch = hex::encode(rand::random::<[u8; 4]>());
+        diesel::insert_into(channels::table)
+            .values((
+                channels::name.eq(channel),
+                channels::seq.eq(0i64),
+                channels::epoch.eq(&epoch),
+            ))
+            .execute(c)?;
+    }
+    channels::table
+        .find(channel)
+        .select((channels::seq, channels::epoch))
+        .first(c)
+}
+
+/// Applies a batch inside one transaction; returns one effect per op and the
+/// memberships it stored.
+fn apply(
+    c: &mut Conn,
+    batch: &[WriteOp],
+    members: &HashSet<MemberKey>,
+) -> diesel::QueryResult<(Vec<Effect>, Vec<MemberKey>)> {
+    // Lock every channel that gets messages, in name order (no deadlocks between nodes).
+    let mut chans: Vec<&Arc<str>> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Append(r) => Some(&r.channel.full),
+            _ => None,
+        })
+        .collect();
+    chans.sort();
+    chans.dedup();
+    let mut tops: HashMap<Arc<str>, (i64, String)> = HashMap::with_capacity(chans.len());
+    for ch in chans {
+        tops.insert(ch.clone(), lock_top(c, ch)?);
+    }
+    let mut stored_members: Vec<MemberKey> = Vec::new();
+    let mut dedupe: HashMap<DedupeKey, (i64, i64)> = HashMap::new();
+    let mut effects = Vec::with_capacity(batch.len());
+    for op in batch {
+        let effect = match op {
+            WriteOp::Append(req) => {
+                if req.check_room {
+                    match queries::room_access(c, &req.channel, &req.who) {
+                        Ok(()) => {}
+                        Err(e) if e.code == crate::error::ErrorCode::Unavailable => {
+                            return Err(diesel::result::Error::RollbackTransaction)
+                        }
+                        Err(e) => {
+                            effects.push(Effect::Refused(e));
+                            continue;
+                        }
+                    }
+                }
+                let ch = &req.channel.full;
+                if let Some(cid) = &req.client_id {
+                    let key = (ch.clone(), req.who.user.id.clone(), cid.clone());
+                    let found = match dedupe.get(&key) {
+                        Some(v) => Some(*v),
+                        None => messages::table
+                            .filter(messages::channel.eq(&**ch))
+                            .filter(messages::sender_id.eq(&*req.who.user.id))
+                            .filter(messages::client_id.eq(&**cid))
+                            .select((messages::seq, messages::ts))
+                            .first::<(i64, i64)>(c)
+                            .optional()?,
+                    };
+                    if let Some((seq, ts)) = found {
+                        effects.push(Effect::Duplicate { seq, ts });
+                        continue;
+                    }
+                }
+                let top = tops.get_mut(ch).expect("locked above");
+                top.0 += 1;
+                let seq = top.0;
+                let ts = now_ms();
+                diesel::insert_into(messages::table)
+                    .values((
+                        messages::channel.eq(&**ch),
+                        messages::seq.eq(seq),
+                        messages::ts.eq(ts),
+                        messages::sender_id.eq(&*req.who.user.id),
+                        messages::sender_name.eq(&*req.who.user.name),
+                        messages::client_id.eq(req.client_id.as_deref()),
+                        messages::data.eq(req.data.get()),
+                        messages::deleted.eq(false),
+                    ))
+                    .execute(c)?;
+                if let Some(cid) = &req.client_id {
+                    dedupe.insert((ch.clone(), req.who.user.id.clone(), cid.clone()), (seq, ts));
+                }
+                // Both ends of a DM belong to it from its first message on.
+                if let Some((a, b)) = req.channel.dm_pair() {
+                    for id in [a, b] {
+                        let key: MemberKey = (ch.clone(), id.into());
+                        if !members.contains(&key) && !stored_members.contains(&key) {
+                            let name = if id == &*req.who.user.id {
+                                req.who.user.name.clone()
+                            } else {
+                                id.into()
+                            };
+                            add_member_raw(
+                                c,
+                                ch,
+                                &UserRef {
+                                    id: key.1.clone(),
+                                    name,
+                                },
+                            )?;
+                            stored_members.push(key);
+                        }
+                    }
+                }
+                Effect::Stored(Message {
+                    channel: ch.clone(),
+                    seq,
+                    ts,
+                    from: req.who.user.clone(),
+                    data: req.data.clone(),
+                    client_id: req.client_id.clone(),
+                    edited_ts: None,
+                    deleted: false,
+                })
+            }
+            WriteOp::Edit {
+                channel,
+                seq,
+                who,
+                data,
+                ..
+            } => match own_message(c, channel, *seq, who, false)? {
+                Err(e) => Effect::Refused(e),
+                Ok(author) => {
+                    let now = now_ms();
+                    diesel::update(messages::table.find((&*channel.full, *seq)))
+                        .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
+                        .execute(c)?;
+                    Effect::Edited {
+                        from: author,
+                        edited_ts: now,
+                    }
+                }
+            },
+            WriteOp::Delete { channel, seq, who, .. } => match own_message(c, channel, *seq, who, true)? {
+                Err(e) => Effect::Refused(e),
+                Ok(_) => {
+                    diesel::update(messages::table.find((&*channel.full, *seq)))
+                        .set((messages::deleted.eq(true), messages::data.eq("{}")))
+                        .execute(c)?;
+                    Effect::Deleted
+                }
+            },
+            WriteOp::Read {
+                channel, user_id, seq, ..
+            } => {
+                let mine = read_markers::table
+                    .filter(read_markers::user_id.eq(&**user_id))
+                    .filter(read_markers::channel.eq(&*channel.full));
+                let current: Option<i64> = mine.select(read_markers::seq).first(c).optional()?;
+                match current {
+                    Some(cur) if cur >= *seq => {}
+                    Some(_) => {
+                        diesel::update(mine).set(read_markers::seq.eq(*seq)).execute(c)?;
+                    }
+                    None => {
+                        diesel::insert_into(read_markers::table)
+                            .values((
+                                read_markers::user_id.eq(&**user_id),
+                                read_markers::channel.eq(&*channel.full),
+                                read_markers::seq.eq(*seq),
+                            ))
+                            .execute(c)?;
+                    }
+                }
+                Effect::Done
+            }
+            WriteOp::Member { channel, user } => {
+                let key = (channel.clone(), user.id.clone());
+                if !members.contains(&key) && !stored_members.contains(&key) {
+                    add_member_raw(c, channel, user)?;
+                    stored_members.push(key);
+                }
+                Effect::Done
+            }
+            WriteOp::Stop => Effect::Done,
+            WriteOp::LastValue { msg, track } => {
+                let updated = diesel::update(last_values::table.find(&*msg.channel))
+                    .set((
+                        last_values::seq.eq(msg.seq),
+                        last_values::ts.eq(msg.ts),
+                        last_values::sender_id.eq(&*msg.from.id),
+                        last_values::sender_name.eq(&*msg.from.name),
+                        last_values::data.eq(msg.data.get()),
+                    ))
+                    .execute(c)?;
+                if updated == 0 {
+                    diesel::insert_into(last_values::table)
+                        .values((
+                            last_values::channel.eq(&*msg.channel),
+                            last_values::seq.eq(msg.seq),
+                            last_values::ts.eq(msg.ts),
+                            last_values::sender_id.eq(&*msg.from.id),
+                            last_values::sender_name.eq(&*msg.from.name),
+                            last_values::data.eq(msg.data.get()),
+                        ))
+                        .execute(c)?;
+                }
+                if let Some((lat, lon)) = track {
+                    let entity = msg.channel.strip_prefix("loc:").unwrap_or(&msg.channel);
+                    diesel::insert_into(track_points::table)
+                        .values((
+                            track_points::entity.eq(entity),
+                            track_points::ts.eq(msg.ts),
+                            track_points::lat.eq(*lat),
+                            track_points::lon.eq(*lon),
+                        ))
+                        .execute(c)?;
+                }
+                Effect::Done
+            }
+        };
+        effects.push(effect);
+    }
+    for (ch, (seq, _)) in &tops {
+        diesel::update(channels::table.find(&**ch))
+            .set(channels::seq.eq(*seq))
+            .execute(c)?;
+    }
+    Ok((effects, stored_members))
 }
 
 fn add_member_raw(c: &mut Conn, channel: &str, user: &UserRef) -> Result<(), diesel::result::Error> {

@@ -1,0 +1,217 @@
+//! The PostgreSQL backend (`DATABASE_URL=postgres://...`), including two nodes sharing
+//! one database. These tests read `DATABASE_URL`; without a PostgreSQL URL they say
+//! so and pass, unless `CHAT_REQUIRE_SERVICES=1` (set by `.ci/run`), where they fail.
+//! Each test creates (and drops) its own database.
+
+mod common;
+
+use std::{collections::BTreeSet, thread};
+
+use common::*;
+use diesel::{connection::SimpleConnection, pg::PgConnection, Connection};
+use serde_json::{json, Value};
+
+/// A database of its own for one test, dropped at the end.
+struct PgDb {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    fn create() -> Option<PgDb> {
+        let base = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
+        let Some(base) = base else {
+            if std::env::var("CHAT_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!("DATABASE_URL must name a PostgreSQL server (CHAT_REQUIRE_SERVICES=1)");
+            }
+            eprintln!("PostgreSQL tests skipped: DATABASE_URL is not a postgres:// URL");
+            return None;
+        };
+        let name = format!("chat_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let mut admin = PgConnection::establish(&base).expect("connect to DATABASE_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        // Replace the database part of the URL (after the last '/', before any '?').
+        let (head, tail) = base.rsplit_once('/').expect("URL with a database");
+        let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+        Some(PgDb {
+            url: format!("{head}/{name}{query}"),
+            admin_url: base,
+            name,
+        })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+fn text(t: &str) -> Value {
+    json!({"type":"text","text":t})
+}
+
+fn node(db: &PgDb, dir: &std::path::Path) -> TestServer {
+    TestServer::start(Opts::new().env("DATABASE_URL", &db.url).data_dir(dir))
+}
+
+#[test]
+fn chat_recovery_and_dedupe_on_postgres() {
+    let Some(db) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = node(&db, dir.path());
+    let (alice, bob) = (s.user("alice"), s.user("bob"));
+    let mut a = s.ws_user(&alice);
+    let mut b = s.ws_user(&bob);
+    a.ok(json!({"op":"join","channel":"room:pg"}));
+    let jb = b.ok(json!({"op":"join","channel":"room:pg"}));
+    assert_eq!(jb["seq"], 0);
+    let p1 = a.ok(json!({"op":"publish","channel":"room:pg","data":text("one"),"client_id":"c1"}));
+    let p2 = a.ok(json!({"op":"publish","channel":"room:pg","data":text("one"),"client_id":"c1"}));
+    assert_eq!(
+        (p1["seq"].as_i64(), p2["seq"].as_i64(), p2["duplicate"].as_bool()),
+        (Some(1), Some(1), Some(true))
+    );
+    let ev = b.expect_event(|e| e["ev"] == "message", secs(5.0), "message");
+    assert_eq!(ev["seq"], 1);
+    // b leaves; messages flow; b recovers exactly the missed ones
+    b.ok(json!({"op":"leave","channel":"room:pg"}));
+    for i in 2..=6 {
+        a.ok(json!({"op":"publish","channel":"room:pg","data":text(&format!("m{i}"))}));
+    }
+    let r = b.ok(json!({"op":"join","channel":"room:pg","since":1}));
+    let seqs: Vec<i64> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!((r["recovered"].as_bool(), seqs), (Some(true), vec![2, 3, 4, 5, 6]));
+    // edit, delete, read markers and unread counts
+    a.ok(json!({"op":"edit","channel":"room:pg","seq":2,"data":text("m2!")}));
+    a.ok(json!({"op":"delete","channel":"room:pg","seq":3}));
+    b.ok(json!({"op":"read","channel":"room:pg","seq":4}));
+    let ch = b.ok(json!({"op":"channels"}));
+    let entry = ch["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "room:pg")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (entry["seq"].as_i64(), entry["unread"].as_i64()),
+        (Some(6), Some(2)),
+        "{entry}"
+    );
+    let (st, h) = s.get("/api/channels/room:pg/history?limit=10", Some(&bob.token));
+    assert_eq!(st, 200, "{h}");
+    let msgs = h["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 6);
+    assert_eq!(msgs[1]["data"]["text"], "m2!");
+    assert_eq!(msgs[2]["deleted"], true);
+    // private rooms are enforced by the same queries
+    let (st, _) = s.post(
+        "/api/rooms",
+        Some(&alice.token),
+        json!({"name":"secret","private":true}),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(b.err(json!({"op":"join","channel":"room:secret"})), "forbidden");
+    let (st, _) = s.get("/api/users?q=bo", Some(&alice.token));
+    assert_eq!(st, 200);
+}
+
+#[test]
+fn restart_on_postgres_keeps_accounts_history_and_last_values() {
+    let Some(db) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = node(&db, dir.path());
+    let alice = s.user("alice");
+    let publisher = s.mint("feed", "Feed", "publisher", 3600);
+    let mut a = s.ws_user(&alice);
+    for i in 1..=3 {
+        a.ok(json!({"op":"publish","channel":"room:keep","data":text(&format!("k{i}"))}));
+    }
+    let (st, j) = s.post(
+        "/api/publish",
+        Some(&publisher),
+        json!({"channel":"loc:veh-9","data":{"lat":10.5,"lon":-20.25}}),
+    );
+    assert_eq!(st, 200, "{j}");
+    drop(a);
+    s.stop();
+
+    let s = node(&db, dir.path());
+    let (st, j) = s.post("/api/login", None, json!({"name":"alice","password":PASSWORD}));
+    assert_eq!(st, 200, "{j}");
+    let mut a = s.ws_user(&alice);
+    let r = a.ok(json!({"op":"join","channel":"room:keep"}));
+    assert_eq!(r["seq"], 3);
+    let p = a.ok(json!({"op":"publish","channel":"room:keep","data":text("k4")}));
+    assert_eq!(p["seq"], 4, "seq continues after a restart");
+    let l = a.ok(json!({"op":"join","channel":"loc:veh-9"}));
+    assert_eq!(l["messages"][0]["data"]["lat"], 10.5, "{l}");
+    let (st, t) = s.get("/api/locations/veh-9/track", Some(&alice.token));
+    assert_eq!((st, t["points"].as_array().map(Vec::len)), (200, Some(1)), "{t}");
+}
+
+/// Two server processes on one database: publishes on both get unique, gap-free seqs,
+/// a resend on the other node is recognized, and either node recovers everything.
+#[test]
+fn two_nodes_share_one_database() {
+    let Some(db) = PgDb::create() else { return };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n1 = node(&db, d1.path());
+    let n2 = node(&db, d2.path());
+    const PER: usize = 60;
+    let mut handles = Vec::new();
+    for (i, srv) in [&n1, &n2, &n1, &n2].into_iter().enumerate() {
+        let token = srv.mint(&format!("user{i}"), &format!("user{i}"), "user", 3600);
+        let mut c = srv.ws(&token);
+        handles.push(thread::spawn(move || {
+            let mut seqs = Vec::new();
+            for k in 0..PER {
+                let r =
+                    c.ok(json!({"op":"publish","channel":"room:shared","data":text("x"),"client_id":format!("c{k}")}));
+                seqs.push(r["seq"].as_i64().unwrap());
+            }
+            (token, seqs)
+        }));
+    }
+    let mut all = BTreeSet::new();
+    let mut first = None;
+    for h in handles {
+        let (token, seqs) = h.join().unwrap();
+        for s in &seqs {
+            assert!(all.insert(*s), "seq {s} handed out twice");
+        }
+        first.get_or_insert((token, seqs[0]));
+    }
+    let n = (4 * PER) as i64;
+    assert_eq!(all, (1..=n).collect::<BTreeSet<_>>(), "seqs must be exactly 1..={n}");
+    // user0 resends its first client_id through the other node: same seq, duplicate.
+    let (token0, seq0) = first.unwrap();
+    let mut c = n2.ws(&token0);
+    let r = c.ok(json!({"op":"publish","channel":"room:shared","data":text("x"),"client_id":"c0"}));
+    assert_eq!((r["seq"].as_i64(), r["duplicate"].as_bool()), (Some(seq0), Some(true)));
+    // A reader on either node recovers every message in order.
+    for srv in [&n1, &n2] {
+        let t = srv.mint("reader", "reader", "user", 3600);
+        let mut rd = srv.ws(&t);
+        let j = rd.ok(json!({"op":"join","channel":"room:shared","since":0}));
+        let got: Vec<i64> = j["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, (1..=n).collect::<Vec<_>>());
+        assert_eq!(j["recovered"], true);
+    }
+}
