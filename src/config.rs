@@ -17,6 +17,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Broker between nodes; `None` runs a single node.
     pub redis_url: Option<String>,
+    /// Name of the cluster on the broker (deployments sharing one Redis stay apart).
+    pub cluster_name: String,
     /// HS256 secret; generated and kept in the data dir when absent.
     pub jwt_secret: Option<String>,
     /// Anonymous connections may read namespaces that allow it (feeds).
@@ -79,6 +81,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
+            cluster_name: "default".into(),
             jwt_secret: None,
             allow_anonymous: None,
             allowed_origins: Vec::new(),
@@ -168,6 +171,9 @@ impl Settings {
         ));
         env!("REDIS_URL", redis_url, |_, v: String| Ok::<_, ConfigError>(
             Some(v).filter(|v| !v.is_empty())
+        ));
+        env!("CHAT_CLUSTER_NAME", cluster_name, |_, v: String| Ok::<_, ConfigError>(
+            v
         ));
         env!("CHAT_JWT_SECRET", jwt_secret, |_, v: String| Ok::<_, ConfigError>(
             Some(v).filter(|v| !v.is_empty())

@@ -12,12 +12,14 @@
 //! * [`channels`] – channel names and namespace policies.
 //! * [`hub`] – shards (actors on their own threads) owning channels, membership,
 //!   presence and fan-out.
-//! * [`storage`] – diesel + r2d2 over SQLite, and the group-commit writer.
+//! * [`storage`] – diesel + r2d2 over SQLite or PostgreSQL, and the group-commit writer.
+//! * [`bus`] – Redis pub/sub between nodes sharing one PostgreSQL database.
 //! * [`feeds`] – last values, location validation, geo index, demo publishers.
 //! * [`auth`] – JWT, passwords, credentials.
 //! * [`config`] and [`startup`] – settings and assembly.
 
 pub mod auth;
+pub mod bus;
 pub mod channels;
 pub mod config;
 pub mod error;

@@ -15,11 +15,12 @@ use actix_web::{dev::Server, web, App, HttpServer};
 
 use crate::{
     auth::{load_or_create_secret, Auth},
+    bus::Bus,
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::limit::KeyedLimiter,
     http::{self, ws::ConnFd},
-    hub::{Hub, SeedLastValues, Shard},
+    hub::{BusCell, Hub, SeedLastValues, Shard},
     protocol::close,
     state::{AppState, Metrics},
     storage::{self, queries, writer, Db, DbTarget},
@@ -72,13 +73,23 @@ impl Application {
         let epoch: Arc<str> = hex::encode(rand::random::<[u8; 4]>()).into();
         let mut arbiters = Vec::new();
         let mut shards = Vec::new();
+        let bus_cell: BusCell = Default::default();
         for _ in 0..settings.shards() {
             let arb = Arbiter::new();
-            let (e, f) = (epoch.clone(), feeds.clone());
-            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| Shard::new(e, f)));
+            let (e, f, d, b) = (epoch.clone(), feeds.clone(), db.clone(), bus_cell.clone());
+            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| Shard::new(e, f, d, b)));
             arbiters.push(arb);
         }
-        let hub = Hub::new(shards);
+        let hub = Hub::new(shards, bus_cell.clone());
+        if let Some(url) = settings.redis_url.as_deref() {
+            if matches!(target, DbTarget::Sqlite(_)) {
+                log::warn!("REDIS_URL with a SQLite database: other nodes cannot share this node's history");
+            }
+            let bus = Bus::connect(url, &settings.cluster_name, hub.clone())
+                .await
+                .map_err(StartError::Other)?;
+            let _ = bus_cell.set(bus);
+        }
 
         let (writer, writer_thread) = writer::start(
             target.connect()?,

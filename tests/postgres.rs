@@ -8,49 +8,7 @@ mod common;
 use std::{collections::BTreeSet, thread};
 
 use common::*;
-use diesel::{connection::SimpleConnection, pg::PgConnection, Connection};
 use serde_json::{json, Value};
-
-/// A database of its own for one test, dropped at the end.
-struct PgDb {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDb {
-    fn create() -> Option<PgDb> {
-        let base = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
-        let Some(base) = base else {
-            if std::env::var("CHAT_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("DATABASE_URL must name a PostgreSQL server (CHAT_REQUIRE_SERVICES=1)");
-            }
-            eprintln!("PostgreSQL tests skipped: DATABASE_URL is not a postgres:// URL");
-            return None;
-        };
-        let name = format!("chat_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-        let mut admin = PgConnection::establish(&base).expect("connect to DATABASE_URL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        // Replace the database part of the URL (after the last '/', before any '?').
-        let (head, tail) = base.rsplit_once('/').expect("URL with a database");
-        let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-        Some(PgDb {
-            url: format!("{head}/{name}{query}"),
-            admin_url: base,
-            name,
-        })
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
 
 fn text(t: &str) -> Value {
     json!({"type":"text","text":t})

@@ -96,6 +96,16 @@ impl Feeds {
         }
     }
 
+    /// A value that another node published (and persisted): index it only.
+    pub fn observe(&self, m: &Message) {
+        self.seen(&m.channel);
+        if let (Some(entity), Some((lat, lon))) = (m.channel.strip_prefix("loc:"), lat_lon(&m.data)) {
+            if let Ok(mut g) = self.geo.write() {
+                g.upsert(entity, lat, lon, m.ts);
+            }
+        }
+    }
+
     /// A new value of a durable last-value channel (`loc:`): index it, sample the
     /// track, persist it.
     pub fn stored_last_value(&self, m: &Message) {

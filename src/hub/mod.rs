@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 pub use shard::Shard;
 
 use crate::{
+    bus::{Bus, BusEvent},
     channels::Channel,
     protocol::{Message, PresenceMember, UserRef},
     session::outbox::Outbox,
@@ -40,18 +41,45 @@ impl std::fmt::Debug for Outbox {
     }
 }
 
-/// Handle to every shard plus the user → connections registry.
+/// Handle to every shard plus the user → connections registry and the bus to other
+/// nodes.
 #[derive(Clone)]
 pub struct Hub {
     shards: Arc<[Addr<Shard>]>,
     pub registry: Arc<Registry>,
+    /// Set once when the node joins a cluster (`REDIS_URL`).
+    bus: BusCell,
 }
 
+/// The bus, shared by the hub, its shards and the writer; empty on a single node.
+pub type BusCell = Arc<std::sync::OnceLock<Bus>>;
+
 impl Hub {
-    pub fn new(shards: Vec<Addr<Shard>>) -> Hub {
+    pub fn new(shards: Vec<Addr<Shard>>, bus: BusCell) -> Hub {
         Hub {
             shards: shards.into(),
             registry: Arc::new(Registry::default()),
+            bus,
+        }
+    }
+
+    /// Sends an event to the other nodes (no-op on a single node).
+    pub fn publish(&self, ev: BusEvent) {
+        if let Some(b) = self.bus.get() {
+            b.publish(ev);
+        }
+    }
+
+    /// Is this node part of a cluster?
+    pub fn clustered(&self) -> bool {
+        self.bus.get().is_some_and(Bus::enabled)
+    }
+
+    /// Asks every shard to re-read what its members may have missed (after the bus
+    /// was disconnected).
+    pub fn resync(&self) {
+        for s in self.shards.iter() {
+            s.do_send(Resync);
         }
     }
 
@@ -264,6 +292,16 @@ pub struct FeedPublish {
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
 pub struct SeedLastValues(pub Vec<Message>);
+
+/// An event from another node.
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub struct Remote(pub BusEvent);
+
+/// Re-read stored channels from the database (events may have been missed).
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub struct Resync;
 
 /// Counters for `/metrics`.
 #[derive(ActixMessage)]

@@ -1,7 +1,7 @@
 //! One hub shard: the channels whose name hashes to it.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -19,7 +19,7 @@ use crate::{
         delete_event, edit_event, message_event, now_ms, presence_event, reply_err, reply_ok, typing_event, Message,
         PresenceMember, UserRef,
     },
-    storage::writer::PublishOk,
+    storage::{writer::PublishOk, Db},
 };
 
 /// How often coalesced presence diffs are flushed.
@@ -55,6 +55,14 @@ struct ChannelState {
     last: Option<Message>,
     /// Seq counter of in-memory channels.
     seq: i64,
+    /// Stored channels: the highest seq fanned out. `None` until the first join
+    /// snapshot gives the baseline.
+    delivered: Option<i64>,
+    /// Stored messages waiting for their predecessors (arrived out of order from
+    /// another node, or before the baseline).
+    pending: BTreeMap<i64, Message>,
+    /// A gap fill from the database is scheduled.
+    filling: bool,
 }
 
 impl ChannelState {
@@ -66,6 +74,9 @@ impl ChannelState {
             presence: HashMap::new(),
             pending_joined: HashMap::new(),
             pending_left: HashMap::new(),
+            delivered: None,
+            pending: BTreeMap::new(),
+            filling: false,
             last: None,
             seq: 0,
         }
@@ -128,17 +139,113 @@ pub struct Shard {
     epoch: Arc<str>,
     feeds: Arc<Feeds>,
     stats: ShardStats,
+    /// Reads missed stored messages (gap fills).
+    db: Db,
+    /// Other nodes (feed values and typing are forwarded from here).
+    bus: BusCell,
 }
 
+/// How long a gap in a stored channel may wait for the missing message before it is
+/// read from the database.
+const GAP_WAIT: Duration = Duration::from_millis(150);
+
 impl Shard {
-    pub fn new(epoch: Arc<str>, feeds: Arc<Feeds>) -> Shard {
+    pub fn new(epoch: Arc<str>, feeds: Arc<Feeds>, db: Db, bus: BusCell) -> Shard {
         Shard {
             channels: HashMap::new(),
             dirty: HashSet::new(),
             epoch,
             feeds,
             stats: ShardStats::default(),
+            db,
+            bus,
         }
+    }
+
+    fn publish(&self, ev: crate::bus::BusEvent) {
+        if let Some(b) = self.bus.get() {
+            b.publish(ev);
+        }
+    }
+
+    /// A committed message of a stored channel (local or from another node): fanned
+    /// out in seq order, exactly once.
+    fn stored(&mut self, ctx: &mut Context<Self>, m: Message) {
+        let Some(ch) = self.channels.get_mut(&m.channel) else {
+            return;
+        };
+        if ch.delivered.is_some_and(|d| m.seq <= d) {
+            return;
+        }
+        let name = ch.name.clone();
+        ch.pending.insert(m.seq, m);
+        self.drain(ctx, &name);
+    }
+
+    /// Fans out the pending messages that follow `delivered`; schedules a gap fill when
+    /// one is missing.
+    fn drain(&mut self, ctx: &mut Context<Self>, name: &Arc<str>) {
+        let Some(ch) = self.channels.get_mut(name) else { return };
+        let Some(mut d) = ch.delivered else { return };
+        while let Some(entry) = ch.pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= d {
+                entry.remove();
+            } else if seq == d + 1 {
+                let m = entry.remove();
+                let frame = message_event(&m);
+                self.stats.messages_out += 1;
+                Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
+                d = seq;
+            } else {
+                break;
+            }
+        }
+        ch.delivered = Some(d);
+        if !ch.pending.is_empty() && !ch.filling {
+            ch.filling = true;
+            let name = name.clone();
+            ctx.run_later(GAP_WAIT, move |act, ctx| act.fill_gap(ctx, name, false));
+        }
+    }
+
+    /// Reads what follows `delivered` from the database (a gap that did not close by
+    /// itself, or everything after a bus reconnect when `all`).
+    fn fill_gap(&mut self, ctx: &mut Context<Self>, name: Arc<str>, all: bool) {
+        let Some(ch) = self.channels.get_mut(&name) else { return };
+        let Some(d) = ch.delivered else {
+            ch.filling = false;
+            return;
+        };
+        if !all && ch.pending.first_key_value().is_none_or(|(s, _)| *s == d + 1) {
+            ch.filling = false;
+            return self.drain(ctx, &name);
+        }
+        let upto = if all {
+            i64::MAX
+        } else {
+            *ch.pending.first_key_value().expect("non-empty").0
+        };
+        let limit = (upto - d - 1).clamp(1, 1000);
+        let db = self.db.clone();
+        let n2 = name.clone();
+        let read = async move {
+            db.run(move |c| crate::storage::queries::history(c, &n2, None, Some(d), limit))
+                .await
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(read).map(move |r, act, ctx| {
+            let Some(ch) = act.channels.get_mut(&name) else { return };
+            ch.filling = false;
+            match r {
+                Ok(msgs) => {
+                    for m in msgs {
+                        ch.pending.entry(m.seq).or_insert(m);
+                    }
+                }
+                Err(e) => log::warn!("gap fill of {name} failed: {}", e.message),
+            }
+            act.drain(ctx, &name);
+        }));
     }
 
     fn channel(&mut self, name: &Arc<str>, ns: Namespace) -> &mut ChannelState {
@@ -304,7 +411,7 @@ impl Handler<Subscribe> for Shard {
 impl Handler<JoinComplete> for Shard {
     type Result = ();
 
-    fn handle(&mut self, msg: JoinComplete, _: &mut Self::Context) {
+    fn handle(&mut self, msg: JoinComplete, ctx: &mut Self::Context) {
         let Some(ch) = self.channels.get_mut(&msg.channel) else {
             return;
         };
@@ -344,6 +451,14 @@ impl Handler<JoinComplete> for Shard {
         if !alive {
             self.remove_member(conn.id, &msg.channel);
         }
+        if let Some(ch) = self.channels.get_mut(&msg.channel) {
+            if ch.delivered.is_none() {
+                // The first snapshot is the baseline of in-order delivery.
+                ch.delivered = Some(top);
+                let name = ch.name.clone();
+                self.drain(ctx, &name);
+            }
+        }
     }
 }
 
@@ -360,23 +475,20 @@ impl Handler<Unsubscribe> for Shard {
 impl Handler<Committed> for Shard {
     type Result = ();
 
-    fn handle(&mut self, msg: Committed, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
         for c in msg.0 {
             match c {
                 Commit::Message { msg: m, ack } => {
                     if m.channel.starts_with("sports:") {
                         self.feeds.seen(&m.channel);
                     }
-                    let frame = message_event(&m);
-                    self.stats.messages_out += 1;
-                    if let Some(ch) = self.channels.get_mut(&m.channel) {
-                        Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
-                    }
-                    ack.ok(&PublishOk {
+                    let ok = PublishOk {
                         seq: m.seq,
                         ts: m.ts,
                         duplicate: false,
-                    });
+                    };
+                    self.stored(ctx, m);
+                    ack.ok(&ok);
                 }
                 Commit::Edit {
                     channel,
@@ -420,6 +532,10 @@ impl Handler<Typing> for Shard {
             ));
             return;
         }
+        self.publish(crate::bus::BusEvent::Typing {
+            channel: msg.channel.clone(),
+            user: msg.user.clone(),
+        });
         let frame = typing_event(&msg.channel, &msg.user);
         let ch = self.channels.get_mut(&msg.channel).expect("checked");
         Self::fan_out(&mut self.stats, ch, None, &frame, Some(&msg.user.id));
@@ -457,27 +573,14 @@ impl Handler<FeedPublish> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: FeedPublish, _: &mut Self::Context) {
-        let name = msg.channel.full.clone();
-        let ns = msg.channel.ns;
-        let ch = self.channel(&name, ns);
-        ch.seq += 1;
-        let m = Message {
-            channel: name.clone(),
-            seq: ch.seq,
-            ts: now_ms(),
-            from: msg.from,
-            data: msg.data,
-            client_id: msg.client_id,
-            edited_ts: None,
-            deleted: false,
-        };
-        let frame = message_event(&m);
-        ch.last = Some(m.clone());
-        self.feeds.seen(&name);
-        self.stats.messages_out += 1;
-        let ch = self.channels.get_mut(&name).expect("exists");
-        Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
-        if msg.channel.policy().storage == Storage::LastValueAndTrack {
+        let durable = msg.channel.policy().storage == Storage::LastValueAndTrack;
+        self.publish(crate::bus::BusEvent::Feed {
+            channel: msg.channel.full.clone(),
+            from: msg.from.clone(),
+            data: msg.data.as_ref().to_owned(),
+        });
+        let m = self.feed_value(&msg.channel.full, msg.channel.ns, msg.from, msg.data, msg.client_id);
+        if durable {
             self.feeds.stored_last_value(&m);
         }
         msg.ack.ok(&PublishOk {
@@ -485,6 +588,106 @@ impl Handler<FeedPublish> for Shard {
             ts: m.ts,
             duplicate: false,
         });
+    }
+}
+
+impl Shard {
+    /// A new value of an in-memory channel: next local seq, last value, fan-out.
+    fn feed_value(
+        &mut self,
+        name: &Arc<str>,
+        ns: Namespace,
+        from: UserRef,
+        data: Arc<serde_json::value::RawValue>,
+        client_id: Option<Arc<str>>,
+    ) -> Message {
+        let ch = self.channel(name, ns);
+        ch.seq += 1;
+        let m = Message {
+            channel: name.clone(),
+            seq: ch.seq,
+            ts: now_ms(),
+            from,
+            data,
+            client_id,
+            edited_ts: None,
+            deleted: false,
+        };
+        let frame = message_event(&m);
+        ch.last = Some(m.clone());
+        self.feeds.seen(name);
+        self.stats.messages_out += 1;
+        let ch = self.channels.get_mut(name).expect("exists");
+        Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
+        m
+    }
+}
+
+impl Handler<Remote> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Remote, ctx: &mut Self::Context) {
+        use crate::bus::BusEvent as E;
+        match msg.0 {
+            E::Message(w) => {
+                let m: Message = w.into();
+                if m.channel.starts_with("sports:") {
+                    self.feeds.seen(&m.channel);
+                }
+                self.stored(ctx, m);
+            }
+            E::Edit {
+                channel,
+                seq,
+                from,
+                data,
+                edited_ts,
+            } => {
+                let frame = edit_event(&channel, seq, &from, &data, edited_ts);
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    Self::fan_out(&mut self.stats, ch, None, &frame, None);
+                }
+            }
+            E::Delete { channel, seq } => {
+                let frame = delete_event(&channel, seq);
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    Self::fan_out(&mut self.stats, ch, None, &frame, None);
+                }
+            }
+            E::Feed { channel, from, data } => {
+                let Ok(c) = crate::channels::Channel::parse(&channel) else {
+                    return;
+                };
+                let m = self.feed_value(&c.full, c.ns, from, data.into(), None);
+                self.feeds.observe(&m);
+            }
+            E::Typing { channel, user } => {
+                let frame = typing_event(&channel, &user);
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    Self::fan_out(&mut self.stats, ch, None, &frame, Some(&user.id));
+                }
+            }
+            E::Signal { .. } => {}
+        }
+    }
+}
+
+impl Handler<Resync> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, ctx: &mut Self::Context) {
+        let names: Vec<Arc<str>> = self
+            .channels
+            .values()
+            .filter(|c| c.delivered.is_some() && !c.filling)
+            .map(|c| c.name.clone())
+            .collect();
+        for name in names {
+            if let Some(ch) = self.channels.get_mut(&name) {
+                ch.filling = true;
+            }
+            self.fill_gap(ctx, name, true);
+        }
     }
 }
 

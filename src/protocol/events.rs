@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::error::AppError;
 
 /// A user as shown on the wire: `{"id","name"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct UserRef {
     pub id: Arc<str>,
     pub name: Arc<str>,

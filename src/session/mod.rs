@@ -413,6 +413,17 @@ impl Session {
                             for c in hub.registry.connections(&to) {
                                 c.outbox.push(ev.clone());
                             }
+                            if hub.clustered() {
+                                // Connections of `to` on other nodes.
+                                if let Ok(frame) =
+                                    serde_json::value::RawValue::from_string(String::from_utf8_lossy(&ev).into_owned())
+                                {
+                                    hub.publish(crate::bus::BusEvent::Signal {
+                                        to: to.as_str().into(),
+                                        frame,
+                                    });
+                                }
+                            }
                             reply_empty(id)
                         }
                         Ok(false) => reply_err(id, &AppError::forbidden("you share no room or DM with that user")),

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use super::{queries, schema::*, Conn};
 use crate::{
     auth::{Identity, Role},
+    bus::BusEvent,
     channels::{Channel, Namespace},
     error::{AppError, AppResult},
     hub::{Commit, Hub},
@@ -309,6 +310,31 @@ impl Writer {
                     }
                 }
                 if !commits.is_empty() {
+                    if self.hub.clustered() {
+                        for c in &commits {
+                            self.hub.publish(match c {
+                                Commit::Message { msg, .. } => BusEvent::Message(msg.into()),
+                                Commit::Edit {
+                                    channel,
+                                    seq,
+                                    from,
+                                    data,
+                                    edited_ts,
+                                    ..
+                                } => BusEvent::Edit {
+                                    channel: channel.clone(),
+                                    seq: *seq,
+                                    from: from.clone(),
+                                    data: data.as_ref().to_owned(),
+                                    edited_ts: *edited_ts,
+                                },
+                                Commit::Delete { channel, seq, .. } => BusEvent::Delete {
+                                    channel: channel.clone(),
+                                    seq: *seq,
+                                },
+                            });
+                        }
+                    }
                     self.hub.deliver(commits);
                 }
             }

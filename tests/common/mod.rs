@@ -1045,3 +1045,67 @@ pub fn close_code(payload: &[u8]) -> u16 {
         1005
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Services (PostgreSQL, Redis) for the tests that need them
+// ---------------------------------------------------------------------------------------
+
+/// Services are required (CI): a missing one fails the test instead of skipping it.
+pub fn services_required() -> bool {
+    std::env::var("CHAT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// `REDIS_URL`, or `None` (skip) when unset and not required.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL").ok().filter(|u| u.starts_with("redis")) {
+        Some(u) => Some(u),
+        None if services_required() => panic!("REDIS_URL must be set (CHAT_REQUIRE_SERVICES=1)"),
+        None => {
+            eprintln!("Redis tests skipped: REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// A database of its own for one test, dropped at the end.
+pub struct PgDb {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub fn create() -> Option<PgDb> {
+        let base = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
+        let Some(base) = base else {
+            if services_required() {
+                panic!("DATABASE_URL must name a PostgreSQL server (CHAT_REQUIRE_SERVICES=1)");
+            }
+            eprintln!("PostgreSQL tests skipped: DATABASE_URL is not a postgres:// URL");
+            return None;
+        };
+        let name = format!("chat_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+        use diesel::{connection::SimpleConnection, Connection};
+        let mut admin = diesel::pg::PgConnection::establish(&base).expect("connect to DATABASE_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        // Replace the database part of the URL (after the last '/', before any '?').
+        let (head, tail) = base.rsplit_once('/').expect("URL with a database");
+        let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+        Some(PgDb {
+            url: format!("{head}/{name}{query}"),
+            admin_url: base,
+            name,
+        })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        use diesel::{connection::SimpleConnection, Connection};
+        if let Ok(mut admin) = diesel::pg::PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}

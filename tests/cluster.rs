@@ -1,0 +1,194 @@
+//! Several nodes: one PostgreSQL database, Redis pub/sub between them. Needs
+//! `DATABASE_URL` (postgres://) and `REDIS_URL`; without them the tests say so and
+//! pass, unless `CHAT_REQUIRE_SERVICES=1` (set by `.ci/run`).
+
+mod common;
+
+use std::{thread, time::Duration};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn text(t: &str) -> Value {
+    json!({"type":"text","text":t})
+}
+
+/// Two nodes of one cluster (a cluster name of their own, so parallel tests on the
+/// same Redis stay apart).
+fn cluster() -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>)> {
+    let redis = redis_url()?;
+    let db = PgDb::create()?;
+    let name = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let start = |d: &tempfile::TempDir| {
+        TestServer::start(
+            Opts::new()
+                .env("DATABASE_URL", &db.url)
+                .env("REDIS_URL", &redis)
+                .env("CHAT_CLUSTER_NAME", &name)
+                .data_dir(d.path()),
+        )
+    };
+    let (a, b) = (start(&dirs[0]), start(&dirs[1]));
+    Some((db, a, b, dirs))
+}
+
+/// Messages published on both nodes reach members on both nodes live: every seq
+/// exactly once, in order.
+#[test]
+fn live_messages_cross_nodes_in_order_exactly_once() {
+    let Some((_db, n1, n2, _dirs)) = cluster() else { return };
+    let mut watchers = Vec::new();
+    for (i, srv) in [&n1, &n2].into_iter().enumerate() {
+        let t = srv.mint(&format!("watch{i}"), "watcher", "user", 3600);
+        let mut w = srv.ws(&t);
+        let j = w.ok(json!({"op":"join","channel":"room:x"}));
+        assert_eq!(j["seq"], 0);
+        watchers.push(w);
+    }
+    const PER: usize = 50;
+    let mut pubs = Vec::new();
+    for (i, srv) in [&n1, &n2, &n1, &n2].into_iter().enumerate() {
+        let t = srv.mint(&format!("pub{i}"), &format!("pub{i}"), "user", 3600);
+        let mut c = srv.ws(&t);
+        pubs.push(thread::spawn(move || {
+            for k in 0..PER {
+                c.ok(json!({"op":"publish","channel":"room:x","data":text(&format!("{i}-{k}"))}));
+            }
+        }));
+    }
+    for p in pubs {
+        p.join().unwrap();
+    }
+    let n = 4 * PER;
+    for (i, w) in watchers.iter_mut().enumerate() {
+        let mut seqs = Vec::new();
+        while seqs.len() < n {
+            let ev = w.next_event(|e| e["ev"] == "message", Duration::from_secs(10));
+            let Some(ev) = ev else {
+                panic!("watcher {i} got {} of {n} messages: {seqs:?}", seqs.len())
+            };
+            seqs.push(ev["seq"].as_i64().unwrap());
+        }
+        assert_eq!(
+            seqs,
+            (1..=n as i64).collect::<Vec<_>>(),
+            "watcher {i}: every seq once, in order"
+        );
+        assert!(
+            w.next_event(|e| e["ev"] == "message", Duration::from_millis(300))
+                .is_none(),
+            "no duplicates"
+        );
+    }
+}
+
+/// Typing, edits, deletes, signals, feed values and positions published on one node
+/// reach the other.
+#[test]
+fn events_and_feeds_cross_nodes() {
+    let Some((_db, n1, n2, _dirs)) = cluster() else { return };
+    let alice_t = n1.mint("alice", "alice", "user", 3600);
+    let bob_t = n2.mint("bob", "bob", "user", 3600);
+    let mut a = n1.ws(&alice_t);
+    let mut b = n2.ws(&bob_t);
+    a.ok(json!({"op":"join","channel":"room:both"}));
+    b.ok(json!({"op":"join","channel":"room:both"}));
+
+    a.ok(json!({"op":"typing","channel":"room:both"}));
+    b.expect_event(
+        |e| e["ev"] == "typing" && e["user"]["id"] == "alice",
+        secs(5.0),
+        "typing across nodes",
+    );
+
+    let p = a.ok(json!({"op":"publish","channel":"room:both","data":text("hello")}));
+    b.expect_event(|e| e["ev"] == "message" && e["seq"] == p["seq"], secs(5.0), "message");
+    a.ok(json!({"op":"edit","channel":"room:both","seq":p["seq"],"data":text("hello!")}));
+    b.expect_event(
+        |e| e["ev"] == "edit" && e["data"]["text"] == "hello!",
+        secs(5.0),
+        "edit across nodes",
+    );
+    a.ok(json!({"op":"delete","channel":"room:both","seq":p["seq"]}));
+    b.expect_event(
+        |e| e["ev"] == "delete" && e["seq"] == p["seq"],
+        secs(5.0),
+        "delete across nodes",
+    );
+
+    a.ok(json!({"op":"signal","to":"bob","call":"c-1","data":{"kind":"ring"}}));
+    let s = b.expect_event(|e| e["ev"] == "signal", secs(5.0), "signal across nodes");
+    assert_eq!(
+        (s["from"]["id"].as_str(), s["call"].as_str()),
+        (Some("alice"), Some("c-1"))
+    );
+
+    // A quote published over HTTP on node 1 reaches a subscriber on node 2.
+    b.ok(json!({"op":"join","channel":"ticker:ACME"}));
+    let publisher = n1.mint("feed", "Feed", "publisher", 3600);
+    let (st, j) = n1.post(
+        "/api/publish",
+        Some(&publisher),
+        json!({"channel":"ticker:ACME","data":{"price":42.5}}),
+    );
+    assert_eq!(st, 200, "{j}");
+    let q = b.expect_event(
+        |e| e["ev"] == "message" && e["channel"] == "ticker:ACME",
+        secs(5.0),
+        "quote",
+    );
+    assert_eq!(q["data"]["price"], 42.5);
+    // ... and node 2 serves it as the last value on join.
+    let mut late = n2.ws(&bob_t);
+    let j = late.ok(json!({"op":"join","channel":"ticker:ACME"}));
+    assert_eq!(j["messages"][0]["data"]["price"], 42.5, "{j}");
+
+    // A position published on node 1 is found by `nearby` on node 2.
+    let (st, j) = n1.post(
+        "/api/publish",
+        Some(&publisher),
+        json!({"channel":"loc:veh-7","data":{"lat":1.0,"lon":2.0}}),
+    );
+    assert_eq!(st, 200, "{j}");
+    let found = wait_until(secs(5.0), || {
+        let (_, r) = n2.get("/api/locations/nearby?lat=1.0&lon=2.0&radius_m=100", Some(&bob_t));
+        r["entities"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|e| e["channel"] == "loc:veh-7"))
+    });
+    assert!(found, "node 2 did not learn the position published on node 1");
+}
+
+/// A message that never came over the bus (written to the database behind the
+/// nodes' backs) is filled in from the database as soon as the next one arrives, so
+/// members see every seq in order.
+#[test]
+fn gap_on_the_bus_is_filled_from_the_database() {
+    use diesel::{connection::SimpleConnection, Connection};
+    let Some((db, n1, n2, _dirs)) = cluster() else { return };
+    let t1 = n1.mint("writer", "writer", "user", 3600);
+    let t2 = n2.mint("watcher", "watcher", "user", 3600);
+    let mut w = n2.ws(&t2);
+    w.ok(json!({"op":"join","channel":"room:gap"}));
+    let mut a = n1.ws(&t1);
+    a.ok(json!({"op":"publish","channel":"room:gap","data":text("one")}));
+    w.expect_event(|e| e["ev"] == "message" && e["seq"] == 1, secs(5.0), "seq 1");
+    let mut pg = diesel::pg::PgConnection::establish(&db.url).unwrap();
+    pg.batch_execute(
+        "UPDATE channels SET seq = seq + 1 WHERE name = 'room:gap';
+         INSERT INTO messages (channel, seq, ts, sender_id, sender_name, data, deleted)
+           SELECT 'room:gap', seq, 0, 'ghost', 'ghost', '{\"type\":\"text\",\"text\":\"sneaked\"}', FALSE
+           FROM channels WHERE name = 'room:gap';",
+    )
+    .unwrap();
+    a.ok(json!({"op":"publish","channel":"room:gap","data":text("three")}));
+    let two = w.expect_event(|e| e["ev"] == "message", secs(5.0), "seq 2 (from the database)");
+    assert_eq!(
+        (two["seq"].as_i64(), two["data"]["text"].as_str()),
+        (Some(2), Some("sneaked")),
+        "{two}"
+    );
+    let three = w.expect_event(|e| e["ev"] == "message", secs(5.0), "seq 3");
+    assert_eq!(three["seq"], 3);
+}
