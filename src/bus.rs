@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     hub::{Hub, Remote},
-    protocol::{Message, UserRef},
+    protocol::{Message, PresenceMember, UserRef},
 };
 
 /// Prefix of the Redis channel the nodes of one cluster share.
@@ -99,6 +99,21 @@ pub enum BusEvent {
     Signal {
         to: Arc<str>,
         frame: Box<RawValue>,
+    },
+    /// Users who became present or absent on the sending node.
+    Presence {
+        channel: Arc<str>,
+        joined: Vec<UserRef>,
+        left: Vec<UserRef>,
+    },
+    /// Everyone present on the sending node (periodic, and the answer to an ask).
+    PresenceState {
+        channel: Arc<str>,
+        users: Vec<PresenceMember>,
+    },
+    /// A node started watching the channel: others answer with their state.
+    PresenceAsk {
+        channel: Arc<str>,
     },
 }
 
@@ -236,7 +251,7 @@ async fn subscriber(client: redis::Client, topic: Arc<str>, node: Arc<str>, hub:
             let payload: &[u8] = msg.get_payload_bytes();
             match serde_json::from_slice::<Envelope>(payload) {
                 Ok(env) if env.node == node => {}
-                Ok(env) => dispatch(&hub, env.ev),
+                Ok(env) => dispatch(&hub, env.node, env.ev),
                 Err(e) => log::warn!("bus: undecodable event: {e}"),
             }
         }
@@ -244,24 +259,23 @@ async fn subscriber(client: redis::Client, topic: Arc<str>, node: Arc<str>, hub:
     }
 }
 
-fn dispatch(hub: &Hub, ev: BusEvent) {
-    match ev {
+fn dispatch(hub: &Hub, node: Arc<str>, ev: BusEvent) {
+    let channel = match &ev {
         BusEvent::Signal { to, frame } => {
             let frame = Bytes::from(frame.get().to_owned());
-            for c in hub.registry.connections(&to) {
+            for c in hub.registry.connections(to) {
                 c.outbox.push(frame.clone());
             }
+            return;
         }
-        BusEvent::Message(m) => hub.shard(&m.channel.clone()).do_send(Remote(BusEvent::Message(m))),
-        BusEvent::Edit { .. } | BusEvent::Delete { .. } | BusEvent::Feed { .. } | BusEvent::Typing { .. } => {
-            let ch = match &ev {
-                BusEvent::Edit { channel, .. }
-                | BusEvent::Delete { channel, .. }
-                | BusEvent::Feed { channel, .. }
-                | BusEvent::Typing { channel, .. } => channel.clone(),
-                _ => unreachable!(),
-            };
-            hub.shard(&ch).do_send(Remote(ev));
-        }
-    }
+        BusEvent::Message(m) => m.channel.clone(),
+        BusEvent::Edit { channel, .. }
+        | BusEvent::Delete { channel, .. }
+        | BusEvent::Feed { channel, .. }
+        | BusEvent::Typing { channel, .. }
+        | BusEvent::Presence { channel, .. }
+        | BusEvent::PresenceState { channel, .. }
+        | BusEvent::PresenceAsk { channel } => channel.clone(),
+    };
+    hub.shard(&channel).do_send(Remote { node, ev });
 }

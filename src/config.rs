@@ -19,6 +19,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Name of the cluster on the broker (deployments sharing one Redis stay apart).
     pub cluster_name: String,
+    /// Nodes re-announce their presence lists this often; a node silent for three
+    /// periods is taken as gone.
+    pub presence_refresh_s: f64,
     /// HS256 secret; generated and kept in the data dir when absent.
     pub jwt_secret: Option<String>,
     /// Anonymous connections may read namespaces that allow it (feeds).
@@ -82,6 +85,7 @@ impl Default for Settings {
             database_url: None,
             redis_url: None,
             cluster_name: "default".into(),
+            presence_refresh_s: 10.0,
             jwt_secret: None,
             allow_anonymous: None,
             allowed_origins: Vec::new(),
@@ -175,6 +179,7 @@ impl Settings {
         env!("CHAT_CLUSTER_NAME", cluster_name, |_, v: String| Ok::<_, ConfigError>(
             v
         ));
+        env!("CHAT_PRESENCE_REFRESH_S", presence_refresh_s, parse);
         env!("CHAT_JWT_SECRET", jwt_secret, |_, v: String| Ok::<_, ConfigError>(
             Some(v).filter(|v| !v.is_empty())
         ));
@@ -225,6 +230,7 @@ impl Settings {
         pos("CHAT_CLIENT_TIMEOUT_S", self.client_timeout_s)?;
         pos("CHAT_AUTH_TIMEOUT_S", self.auth_timeout_s)?;
         pos("CHAT_PUBLISH_RATE", self.publish_rate)?;
+        pos("CHAT_PRESENCE_REFRESH_S", self.presence_refresh_s)?;
         if self.max_message_bytes < 64 {
             return Err(ConfigError::Env(
                 "CHAT_MAX_MESSAGE_BYTES",

@@ -77,7 +77,10 @@ impl Application {
         for _ in 0..settings.shards() {
             let arb = Arbiter::new();
             let (e, f, d, b) = (epoch.clone(), feeds.clone(), db.clone(), bus_cell.clone());
-            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| Shard::new(e, f, d, b)));
+            let refresh = std::time::Duration::from_secs_f64(settings.presence_refresh_s);
+            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| {
+                Shard::new(e, f, d, b, refresh)
+            }));
             arbiters.push(arb);
         }
         let hub = Hub::new(shards, bus_cell.clone());

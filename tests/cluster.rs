@@ -16,18 +16,24 @@ fn text(t: &str) -> Value {
 /// Two nodes of one cluster (a cluster name of their own, so parallel tests on the
 /// same Redis stay apart).
 fn cluster() -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>)> {
+    cluster_with(&[])
+}
+
+fn cluster_with(env: &[(&str, &str)]) -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>)> {
     let redis = redis_url()?;
     let db = PgDb::create()?;
     let name = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
     let dirs = vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let start = |d: &tempfile::TempDir| {
-        TestServer::start(
-            Opts::new()
-                .env("DATABASE_URL", &db.url)
-                .env("REDIS_URL", &redis)
-                .env("CHAT_CLUSTER_NAME", &name)
-                .data_dir(d.path()),
-        )
+        let mut o = Opts::new()
+            .env("DATABASE_URL", &db.url)
+            .env("REDIS_URL", &redis)
+            .env("CHAT_CLUSTER_NAME", &name)
+            .data_dir(d.path());
+        for (k, v) in env {
+            o = o.env(k, v);
+        }
+        TestServer::start(o)
     };
     let (a, b) = (start(&dirs[0]), start(&dirs[1]));
     Some((db, a, b, dirs))
@@ -191,4 +197,102 @@ fn gap_on_the_bus_is_filled_from_the_database() {
     );
     let three = w.expect_event(|e| e["ev"] == "message", secs(5.0), "seq 3");
     assert_eq!(three["seq"], 3);
+}
+
+fn present(c: &mut WsClient, channel: &str) -> Vec<(String, i64)> {
+    let r = c.ok(json!({"op":"presence","channel":channel}));
+    let mut v: Vec<(String, i64)> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap().to_string(), m["conns"].as_i64().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Presence is cluster-wide: members on both nodes, connections summed, a user left
+/// only when gone from every node, and a crashed node's users expire.
+#[test]
+fn presence_spans_nodes() {
+    let Some((_db, mut n1, n2, _dirs)) = cluster_with(&[("CHAT_PRESENCE_REFRESH_S", "0.5")]) else {
+        return;
+    };
+    let (ta, tb) = (n1.mint("ann", "ann", "user", 3600), n2.mint("ben", "ben", "user", 3600));
+    let mut a = n1.ws(&ta);
+    a.ok(json!({"op":"join","channel":"room:p"}));
+    let mut b = n2.ws(&tb);
+    b.ok(json!({"op":"join","channel":"room:p"}));
+    // ann (node 1) learns that ben (node 2) joined ...
+    a.expect_event(
+        |e| {
+            e["ev"] == "presence"
+                && e["joined"]
+                    .as_array()
+                    .is_some_and(|j| j.iter().any(|u| u["id"] == "ben"))
+        },
+        secs(5.0),
+        "ben joined (from node 2)",
+    );
+    // ... and both nodes list both users.
+    let both = vec![("ann".to_string(), 1), ("ben".to_string(), 1)];
+    assert!(
+        wait_until(secs(5.0), || present(&mut b, "room:p") == both),
+        "{:?}",
+        present(&mut b, "room:p")
+    );
+    assert!(
+        wait_until(secs(5.0), || present(&mut a, "room:p") == both),
+        "{:?}",
+        present(&mut a, "room:p")
+    );
+
+    // ann also connects through node 2: two connections in total.
+    let mut a2 = n2.ws(&ta);
+    a2.ok(json!({"op":"join","channel":"room:p"}));
+    assert!(wait_until(secs(5.0), || present(&mut a, "room:p")
+        .contains(&("ann".to_string(), 2))));
+    // Leaving on node 1 only: ann is still present (through node 2), no `left`.
+    a.ok(json!({"op":"leave","channel":"room:p"}));
+    assert!(wait_until(secs(5.0), || present(&mut b, "room:p") == both));
+    assert!(
+        b.next_event(
+            |e| e["ev"] == "presence" && e["left"].as_array().is_some_and(|l| l.iter().any(|u| u["id"] == "ann")),
+            secs(1.0)
+        )
+        .is_none(),
+        "ann is still connected through node 2"
+    );
+    a2.ok(json!({"op":"leave","channel":"room:p"}));
+    b.expect_event(
+        |e| e["ev"] == "presence" && e["left"].as_array().is_some_and(|l| l.iter().any(|u| u["id"] == "ann")),
+        secs(5.0),
+        "ann left everywhere",
+    );
+
+    // A node that dies without saying goodbye: its users expire on the others.
+    let tc = n1.mint("cat", "cat", "user", 3600);
+    let mut c = n1.ws(&tc);
+    c.ok(json!({"op":"join","channel":"room:p"}));
+    b.expect_event(
+        |e| {
+            e["ev"] == "presence"
+                && e["joined"]
+                    .as_array()
+                    .is_some_and(|j| j.iter().any(|u| u["id"] == "cat"))
+        },
+        secs(5.0),
+        "cat joined (node 1)",
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(n1.pid.to_string())
+        .status();
+    b.expect_event(
+        |e| e["ev"] == "presence" && e["left"].as_array().is_some_and(|l| l.iter().any(|u| u["id"] == "cat")),
+        secs(8.0),
+        "cat expired with its node",
+    );
+    drop(c);
+    let _ = n1.stop_after_signal();
 }

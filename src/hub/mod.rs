@@ -296,7 +296,11 @@ pub struct SeedLastValues(pub Vec<Message>);
 /// An event from another node.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct Remote(pub BusEvent);
+pub struct Remote {
+    /// The sending node's id.
+    pub node: Arc<str>,
+    pub ev: BusEvent,
+}
 
 /// Re-read stored channels from the database (events may have been missed).
 #[derive(ActixMessage)]

@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix::prelude::*;
@@ -43,14 +43,27 @@ struct Present {
     conns: u32,
 }
 
+/// Who is present in a channel on another node.
+struct RemoteNode {
+    /// When the node last spoke about this channel (diff or state).
+    at: Instant,
+    users: HashMap<Arc<str>, (UserRef, u32)>,
+}
+
 struct ChannelState {
     name: Arc<str>,
     ns: Namespace,
     members: HashMap<u64, Member>,
-    /// user id → connections counted present.
+    /// user id → connections of this node counted present.
     presence: HashMap<Arc<str>, Present>,
+    /// Presence on other nodes, by node id.
+    remote: HashMap<Arc<str>, RemoteNode>,
+    /// Changes of the cluster-wide presence, for the next event to local members.
     pending_joined: HashMap<Arc<str>, UserRef>,
     pending_left: HashMap<Arc<str>, UserRef>,
+    /// Changes of this node's presence, for the next announcement to other nodes.
+    announce_joined: HashMap<Arc<str>, UserRef>,
+    announce_left: HashMap<Arc<str>, UserRef>,
     /// Newest value of an in-memory channel, with its seq.
     last: Option<Message>,
     /// Seq counter of in-memory channels.
@@ -72,8 +85,11 @@ impl ChannelState {
             ns,
             members: HashMap::new(),
             presence: HashMap::new(),
+            remote: HashMap::new(),
             pending_joined: HashMap::new(),
             pending_left: HashMap::new(),
+            announce_joined: HashMap::new(),
+            announce_left: HashMap::new(),
             delivered: None,
             pending: BTreeMap::new(),
             filling: false,
@@ -83,12 +99,63 @@ impl ChannelState {
     }
 
     fn is_idle(&self) -> bool {
-        self.members.is_empty() && self.last.is_none() && self.pending_joined.is_empty() && self.pending_left.is_empty()
+        self.members.is_empty()
+            && self.last.is_none()
+            && self.pending_joined.is_empty()
+            && self.pending_left.is_empty()
+            && self.announce_joined.is_empty()
+            && self.announce_left.is_empty()
     }
 
+    /// Present anywhere in the cluster (this node or another)?
+    fn present_anywhere(&self, user: &str) -> bool {
+        self.presence.get(user).is_some_and(|p| p.conns > 0) || self.remote.values().any(|n| n.users.contains_key(user))
+    }
+
+    fn union_joined(&mut self, user: &UserRef) {
+        if self.pending_left.remove(&user.id).is_none() {
+            self.pending_joined.insert(user.id.clone(), user.clone());
+        }
+    }
+
+    fn union_left(&mut self, user: &UserRef) {
+        if self.pending_joined.remove(&user.id).is_none() {
+            self.pending_left.insert(user.id.clone(), user.clone());
+        }
+    }
+
+    /// Everyone present in the cluster, connections summed over nodes.
     fn present_list(&self) -> Vec<PresenceMember> {
-        let mut v: Vec<PresenceMember> = self
-            .presence
+        let mut all: HashMap<&Arc<str>, PresenceMember> = HashMap::new();
+        for (id, p) in self.presence.iter().filter(|(_, p)| p.conns > 0) {
+            all.insert(
+                id,
+                PresenceMember {
+                    id: id.clone(),
+                    name: p.name.clone().unwrap_or_else(|| id.clone()),
+                    conns: p.conns,
+                },
+            );
+        }
+        for n in self.remote.values() {
+            for (id, (u, conns)) in &n.users {
+                all.entry(id)
+                    .and_modify(|m| m.conns += conns)
+                    .or_insert_with(|| PresenceMember {
+                        id: id.clone(),
+                        name: u.name.clone(),
+                        conns: *conns,
+                    });
+            }
+        }
+        let mut v: Vec<PresenceMember> = all.into_values().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// This node's present users (announced to other nodes).
+    fn local_list(&self) -> Vec<PresenceMember> {
+        self.presence
             .iter()
             .filter(|(_, p)| p.conns > 0)
             .map(|(id, p)| PresenceMember {
@@ -96,9 +163,7 @@ impl ChannelState {
                 name: p.name.clone().unwrap_or_else(|| id.clone()),
                 conns: p.conns,
             })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        v
+            .collect()
     }
 
     fn mark_present(&mut self, user: &UserRef) -> bool {
@@ -106,12 +171,79 @@ impl ChannelState {
         p.name = Some(user.name.clone());
         p.conns += 1;
         if p.conns == 1 {
-            if self.pending_left.remove(&user.id).is_none() {
-                self.pending_joined.insert(user.id.clone(), user.clone());
+            if self.announce_left.remove(&user.id).is_none() {
+                self.announce_joined.insert(user.id.clone(), user.clone());
+            }
+            if !self.remote.values().any(|n| n.users.contains_key(&user.id)) {
+                self.union_joined(user);
             }
             return true;
         }
         false
+    }
+
+    /// A diff from another node; true when the cluster-wide presence changed.
+    fn remote_diff(&mut self, node: &Arc<str>, joined: Vec<UserRef>, left: Vec<UserRef>) -> bool {
+        let mut changed = false;
+        for u in joined {
+            let was = self.present_anywhere(&u.id);
+            let n = self.remote.entry(node.clone()).or_insert_with(|| RemoteNode {
+                at: Instant::now(),
+                users: HashMap::new(),
+            });
+            n.users.insert(u.id.clone(), (u.clone(), 1));
+            if !was {
+                self.union_joined(&u);
+                changed = true;
+            }
+        }
+        for u in left {
+            let removed = self
+                .remote
+                .get_mut(node)
+                .is_some_and(|n| n.users.remove(&u.id).is_some());
+            if removed && !self.present_anywhere(&u.id) {
+                self.union_left(&u);
+                changed = true;
+            }
+        }
+        if let Some(n) = self.remote.get_mut(node) {
+            n.at = Instant::now();
+        }
+        changed
+    }
+
+    /// The full list of another node (empty: the node is gone); true when the
+    /// cluster-wide presence changed.
+    fn remote_state(&mut self, node: &Arc<str>, users: Vec<PresenceMember>) -> bool {
+        let old = self.remote.remove(node).map(|n| n.users).unwrap_or_default();
+        let new: HashMap<Arc<str>, (UserRef, u32)> = users
+            .into_iter()
+            .map(|m| (m.id.clone(), (UserRef { id: m.id, name: m.name }, m.conns.max(1))))
+            .collect();
+        let mut changed = false;
+        for (id, (u, _)) in &new {
+            if !old.contains_key(id) && !self.present_anywhere(id) {
+                self.union_joined(u);
+                changed = true;
+            }
+        }
+        if !new.is_empty() {
+            self.remote.insert(
+                node.clone(),
+                RemoteNode {
+                    at: Instant::now(),
+                    users: new,
+                },
+            );
+        }
+        for (id, (u, _)) in old {
+            if !self.present_anywhere(&id) {
+                self.union_left(&u);
+                changed = true;
+            }
+        }
+        changed
     }
 
     fn mark_absent(&mut self, user: &UserRef) -> bool {
@@ -121,8 +253,11 @@ impl ChannelState {
         p.conns = p.conns.saturating_sub(1);
         if p.conns == 0 {
             self.presence.remove(&user.id);
-            if self.pending_joined.remove(&user.id).is_none() {
-                self.pending_left.insert(user.id.clone(), user.clone());
+            if self.announce_joined.remove(&user.id).is_none() {
+                self.announce_left.insert(user.id.clone(), user.clone());
+            }
+            if !self.present_anywhere(&user.id) {
+                self.union_left(user);
             }
             return true;
         }
@@ -141,8 +276,10 @@ pub struct Shard {
     stats: ShardStats,
     /// Reads missed stored messages (gap fills).
     db: Db,
-    /// Other nodes (feed values and typing are forwarded from here).
+    /// Other nodes (feed values, typing and presence are forwarded from here).
     bus: BusCell,
+    /// How often presence lists are re-announced to other nodes.
+    presence_refresh: Duration,
 }
 
 /// How long a gap in a stored channel may wait for the missing message before it is
@@ -150,7 +287,7 @@ pub struct Shard {
 const GAP_WAIT: Duration = Duration::from_millis(150);
 
 impl Shard {
-    pub fn new(epoch: Arc<str>, feeds: Arc<Feeds>, db: Db, bus: BusCell) -> Shard {
+    pub fn new(epoch: Arc<str>, feeds: Arc<Feeds>, db: Db, bus: BusCell, presence_refresh: Duration) -> Shard {
         Shard {
             channels: HashMap::new(),
             dirty: HashSet::new(),
@@ -159,6 +296,7 @@ impl Shard {
             stats: ShardStats::default(),
             db,
             bus,
+            presence_refresh,
         }
     }
 
@@ -290,21 +428,65 @@ impl Shard {
     }
 
     fn flush_presence(&mut self) {
+        let clustered = self.bus.get().is_some();
         for name in std::mem::take(&mut self.dirty) {
             let Some(ch) = self.channels.get_mut(&name) else {
                 continue;
             };
-            if ch.pending_joined.is_empty() && ch.pending_left.is_empty() {
-                continue;
+            if clustered && !(ch.announce_joined.is_empty() && ch.announce_left.is_empty()) {
+                let ev = crate::bus::BusEvent::Presence {
+                    channel: name.clone(),
+                    joined: ch.announce_joined.drain().map(|(_, u)| u).collect(),
+                    left: ch.announce_left.drain().map(|(_, u)| u).collect(),
+                };
+                if let Some(b) = self.bus.get() {
+                    b.publish(ev);
+                }
+            } else {
+                ch.announce_joined.clear();
+                ch.announce_left.clear();
             }
-            let joined: Vec<UserRef> = ch.pending_joined.drain().map(|(_, u)| u).collect();
-            let left: Vec<UserRef> = ch.pending_left.drain().map(|(_, u)| u).collect();
-            let frame = presence_event(&name, &joined, &left);
-            Self::fan_out(&mut self.stats, ch, None, &frame, None);
+            if !(ch.pending_joined.is_empty() && ch.pending_left.is_empty()) {
+                let joined: Vec<UserRef> = ch.pending_joined.drain().map(|(_, u)| u).collect();
+                let left: Vec<UserRef> = ch.pending_left.drain().map(|(_, u)| u).collect();
+                let frame = presence_event(&name, &joined, &left);
+                Self::fan_out(&mut self.stats, ch, None, &frame, None);
+            }
             if ch.is_idle() {
                 self.channels.remove(&name);
             }
         }
+    }
+
+    /// Periodically: tell other nodes who is present here, and forget nodes that
+    /// stopped talking (crashed or cut off).
+    fn refresh_presence(&mut self) {
+        let Some(bus) = self.bus.get().cloned() else { return };
+        let ttl = self.presence_refresh * 3;
+        let mut dirty = Vec::new();
+        for ch in self.channels.values_mut() {
+            if !ch.ns.policy().presence {
+                continue;
+            }
+            if !ch.presence.is_empty() {
+                bus.publish(crate::bus::BusEvent::PresenceState {
+                    channel: ch.name.clone(),
+                    users: ch.local_list(),
+                });
+            }
+            let gone: Vec<Arc<str>> = ch
+                .remote
+                .iter()
+                .filter(|(_, n)| n.at.elapsed() > ttl)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for node in gone {
+                if ch.remote_state(&node, Vec::new()) {
+                    dirty.push(ch.name.clone());
+                }
+            }
+        }
+        self.dirty.extend(dirty);
     }
 
     fn remove_member(&mut self, conn_id: u64, name: &Arc<str>) {
@@ -326,6 +508,7 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
         ctx.run_interval(PRESENCE_FLUSH, |act, _| act.flush_presence());
+        ctx.run_interval(self.presence_refresh, |act, _| act.refresh_presence());
     }
 }
 
@@ -348,6 +531,10 @@ impl Handler<Subscribe> for Shard {
         let name = msg.channel.full.clone();
         let policy = msg.channel.policy();
         let epoch = self.epoch.clone();
+        if policy.presence && !self.channels.contains_key(&name) {
+            // Learn who is present on other nodes before the join reply lists members.
+            self.publish(crate::bus::BusEvent::PresenceAsk { channel: name.clone() });
+        }
         let ch = self.channel(&name, msg.channel.ns);
         if policy.storage == Storage::Every {
             // Re-joining restarts the buffering; presence is counted on completion.
@@ -628,7 +815,8 @@ impl Handler<Remote> for Shard {
 
     fn handle(&mut self, msg: Remote, ctx: &mut Self::Context) {
         use crate::bus::BusEvent as E;
-        match msg.0 {
+        let node = msg.node;
+        match msg.ev {
             E::Message(w) => {
                 let m: Message = w.into();
                 if m.channel.starts_with("sports:") {
@@ -665,6 +853,30 @@ impl Handler<Remote> for Shard {
                 let frame = typing_event(&channel, &user);
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     Self::fan_out(&mut self.stats, ch, None, &frame, Some(&user.id));
+                }
+            }
+            E::Presence { channel, joined, left } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if ch.remote_diff(&node, joined, left) {
+                        self.dirty.insert(channel);
+                    }
+                }
+            }
+            E::PresenceState { channel, users } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if ch.remote_state(&node, users) {
+                        self.dirty.insert(channel);
+                    }
+                }
+            }
+            E::PresenceAsk { channel } => {
+                if let Some(ch) = self.channels.get(&channel) {
+                    if !ch.presence.is_empty() {
+                        self.publish(E::PresenceState {
+                            channel: channel.clone(),
+                            users: ch.local_list(),
+                        });
+                    }
                 }
             }
             E::Signal { .. } => {}

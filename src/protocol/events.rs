@@ -243,7 +243,7 @@ pub fn disconnect_event(code: u16, reason: &str) -> Bytes {
 }
 
 /// Presence list entry: `{"id","name","conns"}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PresenceMember {
     pub id: Arc<str>,
     pub name: Arc<str>,
