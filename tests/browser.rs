@@ -35,6 +35,9 @@ fn js_client_and_browser_tests() {
     let status = Command::new("bash")
         .arg(root.join("tests/browser/run.sh"))
         .current_dir(root)
+        // Each browser test starts its own server on a fresh SQLite data dir.
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .env("CHAT_SERVER_BIN", env!("CARGO_BIN_EXE_chatserver"))
         .env("E2E_REQUIRED", "1")
         .env("SCREENSHOT_DIR", shots)

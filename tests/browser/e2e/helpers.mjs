@@ -40,10 +40,14 @@ export function startServer({ dataDir = freshDataDir(), port = 0, env = {} } = {
   const isNode = /\.m?js$/.test(SERVER_BIN);
   const cmd = isNode ? process.execPath : SERVER_BIN;
   const args = isNode ? [SERVER_BIN] : [];
+  // The server's settings come from here only, never from the developer's or CI's
+  // environment (a DATABASE_URL there would point every test at one shared database).
+  const inherited = Object.fromEntries(Object.entries(process.env)
+    .filter(([k]) => !k.startsWith('CHAT_') && k !== 'DATABASE_URL' && k !== 'REDIS_URL'));
   const proc = spawn(cmd, args, {
     cwd: ROOT,
     env: {
-      ...process.env,
+      ...inherited,
       CHAT_BIND: `127.0.0.1:${port}`,
       CHAT_DATA_DIR: dataDir,
       CHAT_DEMO: 'true',
