@@ -320,6 +320,13 @@ impl Shard {
         self.drain(ctx, &name);
     }
 
+    /// Pushes an unsequenced event (edit, delete, typing) to a channel's members.
+    fn broadcast(&mut self, channel: &str, frame: &Bytes, skip_user: Option<&str>) {
+        if let Some(ch) = self.channels.get_mut(channel) {
+            Self::fan_out(&mut self.stats, ch, None, frame, skip_user);
+        }
+    }
+
     /// Fans out the pending messages that follow `delivered`; schedules a gap fill when
     /// one is missing.
     fn drain(&mut self, ctx: &mut Context<Self>, name: &Arc<str>) {
@@ -685,17 +692,11 @@ impl Handler<Committed> for Shard {
                     edited_ts,
                     ack,
                 } => {
-                    let frame = edit_event(&channel, seq, &from, &data, edited_ts);
-                    if let Some(ch) = self.channels.get_mut(&channel) {
-                        Self::fan_out(&mut self.stats, ch, None, &frame, None);
-                    }
+                    self.broadcast(&channel, &edit_event(&channel, seq, &from, &data, edited_ts), None);
                     ack.ok(&serde_json::Map::new());
                 }
                 Commit::Delete { channel, seq, ack } => {
-                    let frame = delete_event(&channel, seq);
-                    if let Some(ch) = self.channels.get_mut(&channel) {
-                        Self::fan_out(&mut self.stats, ch, None, &frame, None);
-                    }
+                    self.broadcast(&channel, &delete_event(&channel, seq), None);
                     ack.ok(&serde_json::Map::new());
                 }
             }
@@ -831,16 +832,10 @@ impl Handler<Remote> for Shard {
                 data,
                 edited_ts,
             } => {
-                let frame = edit_event(&channel, seq, &from, &data, edited_ts);
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    Self::fan_out(&mut self.stats, ch, None, &frame, None);
-                }
+                self.broadcast(&channel, &edit_event(&channel, seq, &from, &data, edited_ts), None);
             }
             E::Delete { channel, seq } => {
-                let frame = delete_event(&channel, seq);
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    Self::fan_out(&mut self.stats, ch, None, &frame, None);
-                }
+                self.broadcast(&channel, &delete_event(&channel, seq), None);
             }
             E::Feed { channel, from, data } => {
                 let Ok(c) = crate::channels::Channel::parse(&channel) else {
@@ -850,10 +845,7 @@ impl Handler<Remote> for Shard {
                 self.feeds.observe(&m);
             }
             E::Typing { channel, user } => {
-                let frame = typing_event(&channel, &user);
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    Self::fan_out(&mut self.stats, ch, None, &frame, Some(&user.id));
-                }
+                self.broadcast(&channel, &typing_event(&channel, &user), Some(&user.id));
             }
             E::Presence { channel, joined, left } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
