@@ -681,8 +681,10 @@ impl Handler<Committed> for Shard {
                         ts: m.ts,
                         duplicate: false,
                     };
-                    self.stored(ctx, m);
+                    // Durable already: acknowledge before the fan-out, so the ack does
+                    // not wait behind a large channel's deliveries.
                     ack.ok(&ok);
+                    self.stored(ctx, m);
                 }
                 Commit::Edit {
                     channel,

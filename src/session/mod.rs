@@ -457,25 +457,25 @@ impl Session {
         let generation = self.generation;
         self.joined.insert(ch.full.clone(), generation);
         let limit = limit.unwrap_or(ch.policy().history_on_join).min(200);
-        let db = self.state.db.clone();
-        let (ch2, who2) = (ch.clone(), who.clone());
-        // Rooms and DMs remember their members (for `channels` and `signal`); stored
-        // before the reply so that both are true once the join is acknowledged.
-        let remember = matches!(ch.ns, Namespace::Room | Namespace::Dm) && !who.anonymous;
+        // Rooms and DMs check access and remember their members (for `channels` and
+        // `signal`) through the writer, batched with other writes, before the reply.
+        let admit = matches!(ch.ns, Namespace::Room | Namespace::Dm) && !who.anonymous;
+        let (writer, ch2, who2) = (self.state.writer.clone(), ch.clone(), who.clone());
         let check = async move {
-            if access != Access::RoomCheck && !remember {
+            if !admit && access != Access::RoomCheck {
                 return Ok(());
             }
-            db.run(move |c| {
-                if access == Access::RoomCheck {
-                    queries::room_access(c, &ch2, &who2)?;
-                }
-                if remember {
-                    queries::add_member(c, &ch2.full, &who2.user)?;
-                }
-                Ok(())
-            })
-            .await
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let check_room = access == Access::RoomCheck;
+            writer.submit_or_fail(WriteOp::Admit {
+                channel: ch2,
+                who: who2,
+                check_room,
+                ack: Ack::Http(tx),
+            });
+            rx.await
+                .map_err(|_| AppError::unavailable("storage unavailable"))?
+                .map(|_| ())
         };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(check).map(move |res, act, _ctx| {
             if act.joined.get(&ch.full) != Some(&generation) {

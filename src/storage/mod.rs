@@ -44,7 +44,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// busy timeout so concurrent writers wait instead of failing, full sync so an
 /// acknowledged publish survives a power cut.
 const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 /// Per-connection settings of PostgreSQL: fail a statement stuck on a lock instead of
 /// holding a worker forever.

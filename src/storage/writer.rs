@@ -115,10 +115,13 @@ pub enum WriteOp {
         seq: i64,
         ack: Ack,
     },
-    /// Record that a user belongs to a room or DM.
-    Member {
-        channel: Arc<str>,
-        user: UserRef,
+    /// Admit a user to a room or DM before a join: the room access check (creating a
+    /// missing public room) and recording the membership, batched with other writes.
+    Admit {
+        channel: Channel,
+        who: Identity,
+        check_room: bool,
+        ack: Ack,
     },
     /// Newest value of a durable last-value channel, optionally with a track point.
     LastValue {
@@ -157,8 +160,11 @@ impl WriterHandle {
             let (op, e) = *b;
             match op {
                 WriteOp::Append(r) => r.ack.err(e),
-                WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => ack.err(e),
-                WriteOp::Member { .. } | WriteOp::LastValue { .. } | WriteOp::Stop => {
+                WriteOp::Edit { ack, .. }
+                | WriteOp::Delete { ack, .. }
+                | WriteOp::Read { ack, .. }
+                | WriteOp::Admit { ack, .. } => ack.err(e),
+                WriteOp::LastValue { .. } | WriteOp::Stop => {
                     log::warn!("write queue full: dropped a background write")
                 }
             }
@@ -353,7 +359,8 @@ fn ack_of(op: WriteOp) -> Option<Ack> {
     match op {
         WriteOp::Append(r) => Some(r.ack),
         WriteOp::Edit { ack, .. } | WriteOp::Delete { ack, .. } | WriteOp::Read { ack, .. } => Some(ack),
-        WriteOp::Member { .. } | WriteOp::LastValue { .. } | WriteOp::Stop => None,
+        WriteOp::Admit { ack, .. } => Some(ack),
+        WriteOp::LastValue { .. } | WriteOp::Stop => None,
     }
 }
 
@@ -547,13 +554,36 @@ fn apply(
                 }
                 Effect::Done
             }
-            WriteOp::Member { channel, user } => {
-                let key = (channel.clone(), user.id.clone());
-                if !members.contains(&key) && !stored_members.contains(&key) {
-                    add_member_raw(c, channel, user)?;
-                    stored_members.push(key);
+            WriteOp::Admit {
+                channel,
+                who,
+                check_room,
+                ..
+            } => {
+                let key = (channel.full.clone(), who.user.id.clone());
+                let known = members.contains(&key) || stored_members.contains(&key);
+                // A known member of a room passed this check before (members are never
+                // removed), so only newcomers cost a query.
+                let access = if *check_room && !known {
+                    match queries::room_access(c, channel, who) {
+                        Err(e) if e.code == crate::error::ErrorCode::Unavailable => {
+                            return Err(diesel::result::Error::RollbackTransaction)
+                        }
+                        r => r,
+                    }
+                } else {
+                    Ok(())
+                };
+                match access {
+                    Err(e) => Effect::Refused(e),
+                    Ok(()) => {
+                        if !known && !who.anonymous {
+                            add_member_raw(c, &channel.full, &who.user)?;
+                            stored_members.push(key);
+                        }
+                        Effect::Done
+                    }
                 }
-                Effect::Done
             }
             WriteOp::Stop => Effect::Done,
             WriteOp::LastValue { msg, track } => {
