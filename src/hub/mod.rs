@@ -10,7 +10,10 @@ pub mod shard;
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
 };
 
 use actix::{Addr, Message as ActixMessage};
@@ -127,6 +130,10 @@ type UserConns = HashMap<Arc<str>, Vec<Arc<ConnHandle>>>;
 #[derive(Default)]
 pub struct Registry {
     buckets: [RwLock<UserConns>; 16],
+    /// Live connections.
+    live: AtomicUsize,
+    /// Most live connections since the last [`Registry::take_high_water`].
+    high: AtomicUsize,
 }
 
 impl Registry {
@@ -139,16 +146,29 @@ impl Registry {
     pub fn add(&self, conn: Arc<ConnHandle>) {
         let mut b = self.bucket(&conn.user.id).write().unwrap_or_else(|p| p.into_inner());
         b.entry(conn.user.id.clone()).or_default().push(conn);
+        let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
+        self.high.fetch_max(live, Ordering::Relaxed);
     }
 
     pub fn remove(&self, user: &str, conn_id: u64) {
         let mut b = self.bucket(user).write().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = b.get_mut(user) {
+            let before = v.len();
             v.retain(|c| c.id != conn_id);
+            if v.len() < before {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
             if v.is_empty() {
                 b.remove(user);
             }
         }
+    }
+
+    /// (most live connections since the last call, live connections now); resets the
+    /// high-water mark to now.
+    pub fn take_high_water(&self) -> (usize, usize) {
+        let live = self.live.load(Ordering::Relaxed);
+        (self.high.swap(live, Ordering::Relaxed).max(live), live)
     }
 
     pub fn connections(&self, user: &str) -> Vec<Arc<ConnHandle>> {
