@@ -173,3 +173,53 @@ fn two_nodes_share_one_database() {
         assert_eq!(j["recovered"], true);
     }
 }
+
+/// Storage failing under a publish: the publisher gets `unavailable`, nothing is stored
+/// or delivered, the connection stays usable, and publishing works again once storage
+/// is back.
+#[test]
+fn storage_failure_is_unavailable_and_stores_nothing() {
+    use diesel::{connection::SimpleConnection, Connection};
+    let Some(db) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = node(&db, dir.path());
+    let (alice, bob) = (s.user("alice"), s.user("bob"));
+    let mut a = s.ws_user(&alice);
+    let mut b = s.ws_user(&bob);
+    b.ok(json!({"op":"join","channel":"room:fail"}));
+    a.ok(json!({"op":"publish","channel":"room:fail","data":text("before")}));
+    b.expect_event(|e| e["ev"] == "message" && e["seq"] == 1, secs(5.0), "seq 1");
+
+    let mut pg = diesel::pg::PgConnection::establish(&db.url).unwrap();
+    pg.batch_execute("ALTER TABLE messages RENAME TO messages_away")
+        .unwrap();
+    assert_eq!(
+        a.err(json!({"op":"publish","channel":"room:fail","data":text("lost")})),
+        "unavailable"
+    );
+    let (st, j) = s.post(
+        "/api/publish",
+        Some(&alice.token),
+        json!({"channel":"room:fail","data":text("lost too")}),
+    );
+    assert_eq!((st, j["error"]["code"].as_str()), (503, Some("unavailable")), "{j}");
+    a.ping();
+    assert!(
+        b.next_event(|e| e["ev"] == "message", secs(0.5)).is_none(),
+        "nothing may be delivered"
+    );
+
+    pg.batch_execute("ALTER TABLE messages_away RENAME TO messages")
+        .unwrap();
+    let p = a.ok(json!({"op":"publish","channel":"room:fail","data":text("after")}));
+    assert_eq!(p["seq"], 2, "the failed publishes used no seq");
+    b.expect_event(|e| e["ev"] == "message" && e["seq"] == 2, secs(5.0), "seq 2");
+    let (_, h) = s.get("/api/channels/room:fail/history", Some(&bob.token));
+    let texts: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["before", "after"]);
+}
