@@ -309,15 +309,20 @@ impl Shard {
     /// A committed message of a stored channel (local or from another node): fanned
     /// out in seq order, exactly once.
     fn stored(&mut self, ctx: &mut Context<Self>, m: Message) {
-        let Some(ch) = self.channels.get_mut(&m.channel) else {
-            return;
-        };
-        if ch.delivered.is_some_and(|d| m.seq <= d) {
-            return;
+        if let Some(name) = self.queue_stored(m) {
+            self.drain(ctx, &name);
         }
-        let name = ch.name.clone();
+    }
+
+    /// Queues a stored message for in-order delivery; returns its channel when there
+    /// is something to drain.
+    fn queue_stored(&mut self, m: Message) -> Option<Arc<str>> {
+        let ch = self.channels.get_mut(&m.channel)?;
+        if ch.delivered.is_some_and(|d| m.seq <= d) {
+            return None;
+        }
         ch.pending.insert(m.seq, m);
-        self.drain(ctx, &name);
+        Some(ch.name.clone())
     }
 
     /// Pushes an unsequenced event (edit, delete, typing) to a channel's members.
@@ -332,19 +337,22 @@ impl Shard {
     fn drain(&mut self, ctx: &mut Context<Self>, name: &Arc<str>) {
         let Some(ch) = self.channels.get_mut(name) else { return };
         let Some(mut d) = ch.delivered else { return };
+        let mut frames = Vec::new();
         while let Some(entry) = ch.pending.first_entry() {
             let seq = *entry.key();
             if seq <= d {
                 entry.remove();
             } else if seq == d + 1 {
                 let m = entry.remove();
-                let frame = message_event(&m);
-                self.stats.messages_out += 1;
-                Self::fan_out(&mut self.stats, ch, Some(m.seq), &frame, None);
+                frames.push((seq, message_event(&m)));
                 d = seq;
             } else {
                 break;
             }
+        }
+        if !frames.is_empty() {
+            self.stats.messages_out += frames.len() as u64;
+            Self::fan_out_seq(&mut self.stats, ch, &frames);
         }
         ch.delivered = Some(d);
         if !ch.pending.is_empty() && !ch.filling {
@@ -400,6 +408,20 @@ impl Shard {
     }
 
     /// Pushes one frame to every active member (optionally skipping one user).
+    /// Pushes consecutive messages of a stored channel to every member: one lock and
+    /// one wake-up per member for the whole run.
+    fn fan_out_seq(stats: &mut ShardStats, ch: &mut ChannelState, frames: &[(i64, Bytes)]) {
+        for m in ch.members.values_mut() {
+            match &mut m.state {
+                MemberState::Joining(buf) => buf.extend(frames.iter().cloned()),
+                MemberState::Active { skip_upto } => {
+                    m.conn.outbox.push_seq(frames, *skip_upto);
+                    stats.frames_out += frames.len() as u64;
+                }
+            }
+        }
+    }
+
     fn fan_out(
         stats: &mut ShardStats,
         ch: &mut ChannelState,
@@ -670,7 +692,16 @@ impl Handler<Committed> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
+        // Messages of one batch are queued first and fanned out per channel in one run
+        // (one lock and wake-up per member); an edit or delete first flushes them, so it
+        // never overtakes the message it refers to.
+        let mut touched: Vec<Arc<str>> = Vec::new();
         for c in msg.0 {
+            if !matches!(c, Commit::Message { .. }) {
+                for name in touched.drain(..) {
+                    self.drain(ctx, &name);
+                }
+            }
             match c {
                 Commit::Message { msg: m, ack } => {
                     if m.channel.starts_with("sports:") {
@@ -684,7 +715,11 @@ impl Handler<Committed> for Shard {
                     // Durable already: acknowledge before the fan-out, so the ack does
                     // not wait behind a large channel's deliveries.
                     ack.ok(&ok);
-                    self.stored(ctx, m);
+                    if let Some(name) = self.queue_stored(m) {
+                        if !touched.contains(&name) {
+                            touched.push(name);
+                        }
+                    }
                 }
                 Commit::Edit {
                     channel,
@@ -702,6 +737,9 @@ impl Handler<Committed> for Shard {
                     ack.ok(&serde_json::Map::new());
                 }
             }
+        }
+        for name in touched {
+            self.drain(ctx, &name);
         }
     }
 }

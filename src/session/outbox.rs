@@ -109,6 +109,32 @@ impl Outbox {
         true
     }
 
+    /// Queues several frames of one channel under one lock and one wake-up: those with
+    /// a seq above `after`. Returns false when the connection is (now) closed.
+    pub fn push_seq(&self, frames: &[(i64, Bytes)], after: i64) -> bool {
+        let mut g = self.lock();
+        if g.closing.is_some() {
+            return false;
+        }
+        let mut pushed = false;
+        for (seq, frame) in frames {
+            if *seq <= after {
+                continue;
+            }
+            if g.queue.len() >= self.max_frames || g.bytes + frame.len() > self.max_bytes {
+                self.overflow(g);
+                return false;
+            }
+            g.bytes += frame.len();
+            g.queue.push_back(Item::Text(frame.clone()));
+            pushed = true;
+        }
+        if pushed {
+            wake(&mut g);
+        }
+        true
+    }
+
     /// Queues a frame of a conflatable channel: while an older frame of the same channel
     /// is still queued, it is replaced instead of queued behind it.
     pub fn push_conflated(&self, channel: &Arc<str>, frame: Bytes) -> bool {
