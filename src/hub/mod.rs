@@ -289,14 +289,6 @@ pub struct PresenceQuery {
     pub channel: Arc<str>,
 }
 
-/// Is this connection an active member of the channel?
-#[derive(ActixMessage)]
-#[rtype(result = "bool")]
-pub struct IsMember {
-    pub conn_id: u64,
-    pub channel: Arc<str>,
-}
-
 /// A publish into an in-memory last-value channel (`ticker:`, `loc:`).
 #[derive(ActixMessage)]
 #[rtype(result = "()")]

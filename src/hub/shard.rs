@@ -786,17 +786,6 @@ impl Handler<PresenceQuery> for Shard {
     }
 }
 
-impl Handler<IsMember> for Shard {
-    type Result = bool;
-
-    fn handle(&mut self, msg: IsMember, _: &mut Self::Context) -> bool {
-        self.channels
-            .get(&msg.channel)
-            .and_then(|c| c.members.get(&msg.conn_id))
-            .is_some_and(|m| matches!(m.state, MemberState::Active { .. }))
-    }
-}
-
 impl Handler<FeedPublish> for Shard {
     type Result = ();
 

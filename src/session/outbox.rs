@@ -223,7 +223,8 @@ impl Outbox {
         self.lock().closing.is_some()
     }
 
-    /// Frames queued right now (observability, tests).
+    /// Frames and bytes queued right now.
+    #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {
         let g = self.lock();
         (g.queue.len(), g.bytes)
