@@ -83,42 +83,41 @@ impl Feeds {
             .unwrap_or_default()
     }
 
+    /// Remembers the channel and indexes a location value; returns the entity and its
+    /// position for the caller's sampling.
+    fn index<'m>(&self, m: &'m Message) -> Option<(&'m str, f64, f64)> {
+        self.seen(&m.channel);
+        let entity = m.channel.strip_prefix("loc:")?;
+        let (lat, lon) = lat_lon(&m.data)?;
+        if let Ok(mut g) = self.geo.write() {
+            g.upsert(entity, lat, lon, m.ts);
+        }
+        Some((entity, lat, lon))
+    }
+
+    /// Offers a point to the track sampler: true when it is to be stored.
+    fn sample(&self, entity: &str, lat: f64, lon: f64, ts: i64) -> bool {
+        self.sampler.lock().is_ok_and(|mut s| s.offer(entity, lat, lon, ts))
+    }
+
     /// Loads a stored last value at start (no write back).
     pub fn restore(&self, m: &Message) {
-        self.seen(&m.channel);
-        if let (Some(entity), Some((lat, lon))) = (m.channel.strip_prefix("loc:"), lat_lon(&m.data)) {
-            if let Ok(mut g) = self.geo.write() {
-                g.upsert(entity, lat, lon, m.ts);
-            }
-            if let Ok(mut s) = self.sampler.lock() {
-                s.offer(entity, lat, lon, m.ts);
-            }
+        if let Some((entity, lat, lon)) = self.index(m) {
+            self.sample(entity, lat, lon, m.ts);
         }
     }
 
     /// A value that another node published (and persisted): index it only.
     pub fn observe(&self, m: &Message) {
-        self.seen(&m.channel);
-        if let (Some(entity), Some((lat, lon))) = (m.channel.strip_prefix("loc:"), lat_lon(&m.data)) {
-            if let Ok(mut g) = self.geo.write() {
-                g.upsert(entity, lat, lon, m.ts);
-            }
-        }
+        self.index(m);
     }
 
     /// A new value of a durable last-value channel (`loc:`): index it, sample the
     /// track, persist it.
     pub fn stored_last_value(&self, m: &Message) {
-        self.seen(&m.channel);
-        let mut track = None;
-        if let (Some(entity), Some((lat, lon))) = (m.channel.strip_prefix("loc:"), lat_lon(&m.data)) {
-            if let Ok(mut g) = self.geo.write() {
-                g.upsert(entity, lat, lon, m.ts);
-            }
-            if self.sampler.lock().is_ok_and(|mut s| s.offer(entity, lat, lon, m.ts)) {
-                track = Some((lat, lon));
-            }
-        }
+        let track = self
+            .index(m)
+            .and_then(|(entity, lat, lon)| self.sample(entity, lat, lon, m.ts).then_some((lat, lon)));
         if let Some(w) = self.writer.get() {
             w.submit_or_fail(WriteOp::LastValue { msg: m.clone(), track });
         }

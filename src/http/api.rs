@@ -12,7 +12,7 @@ use serde_json::{json, value::RawValue};
 use super::Caller;
 use crate::{
     auth::{hash_password, verify_password, Identity, Role, COOKIE},
-    channels::{normalize_room_name, publish_access, read_access, Access, Channel},
+    channels::{normalize_room_name, publish_access, read_access, Channel},
     error::{AppError, AppResult},
     session,
     state::AppState,
@@ -266,7 +266,10 @@ async fn add_member(
                 return Err(AppError::forbidden(format!("not a member of {channel}")));
             }
             let member = resolve_member(c, &user)?;
-            queries::add_member(c, &channel, &member)?;
+            match queries::add_member(c, &channel, &member) {
+                Err(e) if !crate::storage::is_unique_violation(&e) => return Err(e.into()),
+                _ => {}
+            }
             Ok(member)
         })
         .await?;
@@ -317,12 +320,7 @@ async fn history(
     let limit = limit.unwrap_or(50).min(200);
     let messages = state
         .db
-        .run(move |c| {
-            if access == Access::RoomCheck {
-                queries::room_access(c, &ch, &who)?;
-            }
-            queries::history(c, &ch.full, before, after, limit)
-        })
+        .run(move |c| queries::read_history(c, &ch, &who, access, (before, after, limit)))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
@@ -351,15 +349,7 @@ fn start_publish(
 ) -> AppResult<tokio::sync::oneshot::Receiver<AppResult<serde_json::Value>>> {
     let ch = Channel::parse(&item.channel)?;
     let access = publish_access(who, &ch)?;
-    if !item.data.get().starts_with('{') {
-        return Err(AppError::bad_request("`data` must be a JSON object"));
-    }
-    if item.data.get().len() > state.settings.max_message_bytes {
-        return Err(AppError::too_large(format!(
-            "data is larger than {} bytes",
-            state.settings.max_message_bytes
-        )));
-    }
+    crate::protocol::request::check_data(&item.data, state.settings.max_message_bytes)?;
     if let Some(c) = &item.client_id {
         if c.is_empty() || c.len() > 64 {
             return Err(AppError::bad_request("`client_id` must be 1 to 64 bytes"));

@@ -764,9 +764,7 @@ impl Handler<Typing> for Shard {
             channel: msg.channel.clone(),
             user: msg.user.clone(),
         });
-        let frame = typing_event(&msg.channel, &msg.user);
-        let ch = self.channels.get_mut(&msg.channel).expect("checked");
-        Self::fan_out(&mut self.stats, ch, None, &frame, Some(&msg.user.id));
+        self.broadcast(&msg.channel, &typing_event(&msg.channel, &msg.user), Some(&msg.user.id));
         if msg.req_id.is_some() {
             msg.outbox.push(reply_ok(msg.req_id, &serde_json::Map::new()));
         }

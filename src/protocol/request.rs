@@ -161,6 +161,18 @@ fn object(name: &str, v: Option<&RawValue>) -> Result<Box<RawValue>, AppError> {
     Ok(v.to_owned())
 }
 
+/// The checks every `data` object passes, whatever path it came by: a JSON object of
+/// at most `max` bytes.
+pub fn check_data(data: &RawValue, max: usize) -> Result<(), AppError> {
+    if !data.get().starts_with('{') {
+        return Err(AppError::bad_request("`data` must be a JSON object"));
+    }
+    if data.get().len() > max {
+        return Err(AppError::too_large(format!("data is larger than {max} bytes")));
+    }
+    Ok(())
+}
+
 /// Longest channel name accepted anywhere.
 pub const MAX_CHANNEL_LEN: usize = 160;
 

@@ -210,11 +210,7 @@ impl Session {
     }
 
     fn check_data(&self, data: &serde_json::value::RawValue) -> AppResult<()> {
-        let max = self.state.settings.max_message_bytes;
-        if data.get().len() > max {
-            return Err(AppError::too_large(format!("data is larger than {max} bytes")));
-        }
-        Ok(())
+        crate::protocol::request::check_data(data, self.state.settings.max_message_bytes)
     }
 
     fn dispatch(&mut self, req: Request, ctx: &mut Context<Self>) -> AppResult<()> {
@@ -282,12 +278,7 @@ impl Session {
                 let (db, who, outbox) = (self.state.db.clone(), self.who().clone(), self.outbox.clone());
                 actix::spawn(async move {
                     let r = db
-                        .run(move |c| {
-                            if access == Access::RoomCheck {
-                                queries::room_access(c, &ch, &who)?;
-                            }
-                            queries::history(c, &ch.full, before, after, limit)
-                        })
+                        .run(move |c| queries::read_history(c, &ch, &who, access, (before, after, limit)))
                         .await;
                     outbox.push(match r {
                         Ok(messages) => reply_ok(id, &serde_json::json!({ "messages": messages })),

@@ -101,33 +101,34 @@ pub fn create_room(
     })
 }
 
-/// Adds a member (no-op when already one).
-pub fn add_member(c: &mut Conn, channel: &str, user: &UserRef) -> AppResult<()> {
-    if is_member(c, channel, &user.id)? {
+/// Adds a member (no-op when already one). A concurrent insert of the same pair fails
+/// with a unique violation, which the writer retries and the HTTP route tolerates.
+pub fn add_member(c: &mut Conn, channel: &str, user: &UserRef) -> diesel::QueryResult<()> {
+    if member_exists(c, channel, &user.id)? {
         return Ok(());
     }
-    let res = diesel::insert_into(memberships::table)
+    diesel::insert_into(memberships::table)
         .values((
             memberships::channel.eq(channel),
             memberships::user_id.eq(&*user.id),
             memberships::user_name.eq(&*user.name),
             memberships::joined_at.eq(now_ms()),
         ))
-        .execute(c);
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .execute(c)?;
+    Ok(())
 }
 
-pub fn is_member(c: &mut Conn, channel: &str, user_id: &str) -> AppResult<bool> {
-    Ok(diesel::select(diesel::dsl::exists(
+fn member_exists(c: &mut Conn, channel: &str, user_id: &str) -> diesel::QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
         memberships::table
             .filter(memberships::channel.eq(channel))
             .filter(memberships::user_id.eq(user_id)),
     ))
-    .get_result(c)?)
+    .get_result(c)
+}
+
+pub fn is_member(c: &mut Conn, channel: &str, user_id: &str) -> AppResult<bool> {
+    Ok(member_exists(c, channel, user_id)?)
 }
 
 /// The access check of rooms: a missing room is created public (and so allowed); a
@@ -237,6 +238,20 @@ pub fn history(
         v
     };
     Ok(rows.into_iter().map(Message::from).collect())
+}
+
+/// `history` as a reader may ask for it: the room check first when `access` needs it.
+pub fn read_history(
+    c: &mut Conn,
+    ch: &Channel,
+    who: &Identity,
+    access: crate::channels::Access,
+    (before, after, limit): (Option<i64>, Option<i64>, i64),
+) -> AppResult<Vec<Message>> {
+    if access == crate::channels::Access::RoomCheck {
+        room_access(c, ch, who)?;
+    }
+    history(c, &ch.full, before, after, limit)
 }
 
 /// What a `join` returns of a stored channel, read in one snapshot.

@@ -479,7 +479,7 @@ fn apply(
                             } else {
                                 id.into()
                             };
-                            add_member_raw(
+                            queries::add_member(
                                 c,
                                 ch,
                                 &UserRef {
@@ -578,7 +578,7 @@ fn apply(
                     Err(e) => Effect::Refused(e),
                     Ok(()) => {
                         if !known && !who.anonymous {
-                            add_member_raw(c, &channel.full, &who.user)?;
+                            queries::add_member(c, &channel.full, &who.user)?;
                             stored_members.push(key);
                         }
                         Effect::Done
@@ -630,26 +630,6 @@ fn apply(
             .execute(c)?;
     }
     Ok((effects, stored_members))
-}
-
-fn add_member_raw(c: &mut Conn, channel: &str, user: &UserRef) -> Result<(), diesel::result::Error> {
-    let exists: bool = diesel::select(diesel::dsl::exists(
-        memberships::table
-            .filter(memberships::channel.eq(channel))
-            .filter(memberships::user_id.eq(&*user.id)),
-    ))
-    .get_result(c)?;
-    if !exists {
-        diesel::insert_into(memberships::table)
-            .values((
-                memberships::channel.eq(channel),
-                memberships::user_id.eq(&*user.id),
-                memberships::user_name.eq(&*user.name),
-                memberships::joined_at.eq(now_ms()),
-            ))
-            .execute(c)?;
-    }
-    Ok(())
 }
 
 /// Finds message `seq` and checks that `who` may change it (author; admins may delete).
