@@ -65,6 +65,9 @@ pub struct Settings {
     pub track_min_interval_s: f64,
     /// ... unless it moved at least this many metres.
     pub track_min_distance_m: f64,
+    /// Locations, track sampling state and known feed channels idle for this long are
+    /// forgotten (stored last values and tracks stay).
+    pub feed_idle_s: f64,
     /// Token lifetime for tokens issued by `/api/login` and `/api/register`.
     pub token_ttl_s: u64,
     /// Failed logins allowed per minute, per client address and per account.
@@ -107,6 +110,7 @@ impl Default for Settings {
             max_upload_bytes: 10 * 1024 * 1024,
             track_min_interval_s: 5.0,
             track_min_distance_m: 25.0,
+            feed_idle_s: 86_400.0,
             token_ttl_s: 30 * 24 * 3600,
             cookie_secure: false,
             login_failures_per_min: 10,
@@ -211,6 +215,7 @@ impl Settings {
         env!("CHAT_MAX_UPLOAD_BYTES", max_upload_bytes, parse);
         env!("CHAT_TRACK_MIN_INTERVAL_S", track_min_interval_s, parse);
         env!("CHAT_TRACK_MIN_DISTANCE_M", track_min_distance_m, parse);
+        env!("CHAT_FEED_IDLE_S", feed_idle_s, parse);
         env!("CHAT_TOKEN_TTL_S", token_ttl_s, parse);
         env!("CHAT_COOKIE_SECURE", cookie_secure, boolean);
         env!("CHAT_LOGIN_FAILURES_PER_MIN", login_failures_per_min, parse);
@@ -231,6 +236,7 @@ impl Settings {
         pos("CHAT_AUTH_TIMEOUT_S", self.auth_timeout_s)?;
         pos("CHAT_PUBLISH_RATE", self.publish_rate)?;
         pos("CHAT_PRESENCE_REFRESH_S", self.presence_refresh_s)?;
+        pos("CHAT_FEED_IDLE_S", self.feed_idle_s)?;
         if self.max_message_bytes < 64 {
             return Err(ConfigError::Env(
                 "CHAT_MAX_MESSAGE_BYTES",
@@ -258,6 +264,10 @@ impl Settings {
 
     pub fn client_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.client_timeout_s)
+    }
+
+    pub fn feed_idle(&self) -> Duration {
+        Duration::from_secs_f64(self.feed_idle_s)
     }
 
     pub fn auth_timeout(&self) -> Duration {

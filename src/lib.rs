@@ -2,30 +2,40 @@
 //! recovery, live feeds (quotes, sports, locations) with conflation, over one
 //! WebSocket protocol (`docs/PROTOCOL.md`).
 //!
-//! The parts, in the order a message flows through them:
+//! The layers, top to bottom (a module only uses the ones below it):
 //!
-//! * [`http`] – routes: the `/ws` upgrade, the JSON API, pages, health, metrics.
-//! * [`session`] – one actix actor per connection: frame decoding with size limits
-//!   ([`session::transport`]), auth, heartbeat, rate limits, and the bounded
-//!   outbound queue drained at the client's pace ([`session::outbox`]).
-//! * [`protocol`] – wire types: requests in, shared serialized frames out.
-//! * [`channels`] – channel names and namespace policies.
-//! * [`hub`] – shards (actors on their own threads) owning channels, membership,
-//!   presence and fan-out.
-//! * [`storage`] – diesel + r2d2 over SQLite or PostgreSQL, and the group-commit writer.
-//! * [`bus`] – Redis pub/sub between nodes sharing one PostgreSQL database.
-//! * [`feeds`] – last values, location validation, geo index, demo publishers.
-//! * [`auth`] – JWT, passwords, credentials.
-//! * [`config`] and [`startup`] – settings and assembly.
+//! * [`startup`] – builds everything from [`config::Settings`]; owns the shutdown order.
+//! * [`http`], [`session`] – adapters: the routes and the per-connection actor decode a
+//!   request or frame, call a use case, encode the reply. The session owns only
+//!   connection state (auth, joined channels, heartbeat, rate limits).
+//! * [`demo`] – the built-in demo publishers (another caller of the use cases).
+//! * [`chat`] – the use cases, one file per family of operations, shared by all of the
+//!   above.
+//! * [`hub`] – shard actors owning channels, membership, presence, in-order delivery and
+//!   fan-out, driving the pure state machines [`hub::presence`] and [`hub::ordering`].
+//! * [`broker`] – the seam between nodes: [`broker::LocalBroker`] on one node,
+//!   [`broker::redis::RedisBroker`] in a cluster.
+//! * [`feeds`] – last-known positions (geo index), track sampling, known feeds, demo
+//!   simulators.
+//! * [`storage`] – diesel + r2d2 over SQLite or PostgreSQL, and the group-commit writer,
+//!   which reports its commits into a sink and knows nothing of hub or broker.
+//! * [`conn`] – a connection as everyone else sees it: its bounded outbox, the
+//!   registry, and [`conn::Ack`] (where a request's result goes).
+//! * leaves: [`protocol`] (wire types), [`channels`] (names and policies), [`auth`],
+//!   [`limit`], [`config`], [`error`].
 
 pub mod auth;
-pub mod bus;
+pub mod broker;
 pub mod channels;
+pub mod chat;
 pub mod config;
+pub mod conn;
+pub mod demo;
 pub mod error;
 pub mod feeds;
 pub mod http;
 pub mod hub;
+pub mod limit;
 pub mod protocol;
 pub mod session;
 pub mod startup;

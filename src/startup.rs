@@ -10,17 +10,17 @@ use std::{
     thread::JoinHandle,
 };
 
-use actix::{Actor, Arbiter};
+use actix::Arbiter;
 use actix_web::{dev::Server, web, App, HttpServer};
 
 use crate::{
     auth::{load_or_create_secret, Auth},
-    bus::Bus,
+    broker::{redis::RedisBroker, Broker, LocalBroker},
+    chat::{Chat, Limits},
     config::{ConfigError, Settings},
     feeds::Feeds,
-    http::limit::KeyedLimiter,
     http::{self, ws::ConnFd},
-    hub::{BusCell, Hub, SeedLastValues, Shard},
+    hub::{Hub, HubConfig, SeedLastValues},
     protocol::close,
     state::{AppState, Metrics},
     storage::{self, queries, writer, Db, DbTarget},
@@ -69,38 +69,45 @@ impl Application {
         let target = DbTarget::resolve(settings.database_url.as_deref(), &dir)?;
         let db = Db::open(&target, settings.db_pool_size)?;
 
-        let feeds = Feeds::new(settings.track_min_interval_s, settings.track_min_distance_m);
-        let epoch: Arc<str> = hex::encode(rand::random::<[u8; 4]>()).into();
-        let mut arbiters = Vec::new();
-        let mut shards = Vec::new();
-        let bus_cell: BusCell = Default::default();
-        for _ in 0..settings.shards() {
-            let arb = Arbiter::new();
-            let (e, f, d, b) = (epoch.clone(), feeds.clone(), db.clone(), bus_cell.clone());
-            let refresh = std::time::Duration::from_secs_f64(settings.presence_refresh_s);
-            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| {
-                Shard::new(e, f, d, b, refresh)
-            }));
-            arbiters.push(arb);
-        }
-        let hub = Hub::new(shards, bus_cell.clone());
-        if let Some(url) = settings.redis_url.as_deref() {
-            if matches!(target, DbTarget::Sqlite(_)) {
-                log::warn!("REDIS_URL with a SQLite database: other nodes cannot share this node's history");
+        // The writer's queue first: feeds store through it, the hub's shards hold the
+        // feeds, and the writer reports its commits to the hub.
+        let (writer, writer_queue) = writer::queue(settings.write_queue);
+        let feeds = Feeds::new(
+            writer.clone(),
+            settings.track_min_interval_s,
+            settings.track_min_distance_m,
+            settings.feed_idle(),
+        );
+        let broker: Arc<dyn Broker> = match settings.redis_url.as_deref() {
+            Some(url) => {
+                if matches!(target, DbTarget::Sqlite(_)) {
+                    log::warn!("REDIS_URL with a SQLite database: other nodes cannot share this node's history");
+                }
+                Arc::new(
+                    RedisBroker::connect(url, &settings.cluster_name)
+                        .await
+                        .map_err(StartError::Other)?,
+                )
             }
-            let bus = Bus::connect(url, &settings.cluster_name, hub.clone())
-                .await
-                .map_err(StartError::Other)?;
-            let _ = bus_cell.set(bus);
-        }
-
-        let (writer, writer_thread) = writer::start(
+            None => Arc::new(LocalBroker),
+        };
+        let (hub, arbiters) = Hub::start(
+            HubConfig {
+                shards: settings.shards(),
+                epoch: hex::encode(rand::random::<[u8; 4]>()).into(),
+                presence_refresh: std::time::Duration::from_secs_f64(settings.presence_refresh_s),
+            },
+            broker.clone(),
+            feeds.clone(),
+            db.clone(),
+        );
+        broker.subscribe(Arc::new(hub.clone()));
+        let writer_thread = writer::start(
             target.connect()?,
-            hub.clone(),
-            settings.write_queue,
+            writer_queue,
+            Box::new(hub.clone()),
             settings.write_batch_max,
         );
-        feeds.set_writer(writer.clone());
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -119,20 +126,24 @@ impl Application {
             per[hub.shard_index(&m.channel)].push(m);
         }
         for (i, v) in per.into_iter().enumerate() {
-            hub.shards()[i].do_send(SeedLastValues(v));
+            hub.shards()[i]
+                .send(SeedLastValues(v))
+                .await
+                .map_err(|e| StartError::Other(format!("hub: {e}")))?;
         }
 
         let settings = Arc::new(settings);
         let state = AppState {
-            settings: settings.clone(),
-            hub,
-            db,
-            writer,
-            auth,
-            feeds,
+            chat: Chat {
+                limits: Arc::new(Limits::new(&settings)),
+                settings: settings.clone(),
+                db,
+                writer,
+                hub,
+                feeds,
+                auth,
+            },
             metrics: Arc::new(Metrics::default()),
-            login_failures: Arc::new(KeyedLimiter::new(settings.login_failures_per_min)),
-            registrations: Arc::new(KeyedLimiter::new(settings.registrations_per_min)),
         };
 
         let addr = settings.bind_addr()?;
@@ -180,10 +191,11 @@ impl Application {
             .listen(listener)
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .run();
-        release_memory_after_disconnects(state.hub.clone());
+        release_memory_after_disconnects(state.chat.hub.clone());
+        sweep_idle_feeds(state.chat.feeds.clone());
         let demo_stop = Arc::new(AtomicBool::new(false));
         if settings.demo {
-            crate::feeds::driver::start(state.clone(), demo_stop.clone());
+            crate::demo::start(state.chat.clone(), demo_stop.clone());
         }
         Ok(Application {
             server,
@@ -220,13 +232,13 @@ impl Application {
         wait_for_signal().await;
         log::info!("shutting down");
         demo_stop.store(true, Ordering::Relaxed);
-        for conn in state.hub.registry.all() {
+        for conn in state.chat.hub.registry.all() {
             conn.outbox.close(close::GOING_AWAY, "server shutting down", true);
         }
         handle.stop(true).await;
         let _ = serve.await;
         // Acknowledged writes are committed already; this commits the rest and stops.
-        let writer = state.writer.clone();
+        let writer = state.chat.writer.clone();
         drop(state);
         let _ = actix_web::rt::task::spawn_blocking(move || {
             writer.shutdown();
@@ -255,6 +267,23 @@ async fn wait_for_signal() {
     {
         let _ = actix_web::rt::signal::ctrl_c().await;
     }
+}
+
+/// Every minute, forget feed state idle for longer than the configured idle time.
+fn sweep_idle_feeds(feeds: Arc<Feeds>) {
+    actix::spawn(async move {
+        let mut iv = actix_web::rt::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            iv.tick().await;
+            let f = feeds.clone();
+            let n = actix_web::rt::task::spawn_blocking(move || f.sweep())
+                .await
+                .unwrap_or(0);
+            if n > 0 {
+                log::debug!("forgot {n} idle feed entries");
+            }
+        }
+    });
 }
 
 /// glibc keeps freed heap in its arenas: after thousands of connections close, the

@@ -5,25 +5,14 @@ use std::sync::{
     Arc,
 };
 
-use crate::{
-    auth::Auth, config::Settings, feeds::Feeds, http::limit::KeyedLimiter, hub::Hub, storage::writer::WriterHandle,
-    storage::Db,
-};
+use crate::chat::Chat;
 
 /// Everything a request or a session needs; cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
 pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub hub: Hub,
-    pub db: Db,
-    pub writer: WriterHandle,
-    pub auth: Auth,
-    pub feeds: Arc<Feeds>,
+    /// The use cases (and through them settings, storage, the hub, feeds, auth).
+    pub chat: Chat,
     pub metrics: Arc<Metrics>,
-    /// Failed logins per client address and per account name (brute force).
-    pub login_failures: Arc<KeyedLimiter<String>>,
-    /// Registrations per client address.
-    pub registrations: Arc<KeyedLimiter<String>>,
 }
 
 /// Process-wide counters exported by `/metrics`.

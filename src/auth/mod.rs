@@ -26,12 +26,30 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Role::User, Role::Publisher, Role::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Publisher => "publisher",
             Role::Admin => "admin",
         }
+    }
+}
+
+/// A role name the server does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}` (user, publisher or admin)")]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.chars().take(32).collect()))
     }
 }
 
@@ -238,6 +256,15 @@ mod tests {
         let b = Auth::new(b"secret-two-secret-two-secret-two", 60);
         assert_eq!(b.verify(&t).unwrap_err().code, crate::error::ErrorCode::Unauthorized);
         assert!(a.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn roles_parse_strictly() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!("Admin".parse::<Role>().is_err());
+        assert!("".parse::<Role>().is_err());
     }
 
     #[test]

@@ -81,6 +81,12 @@ impl Namespace {
         Namespace::Loc,
     ];
 
+    /// Live feeds (quotes, sports, locations): listed by `GET /api/feeds` once they
+    /// carried a value.
+    pub fn is_feed(self) -> bool {
+        matches!(self, Namespace::Ticker | Namespace::Sports | Namespace::Loc)
+    }
+
     /// The policy in force: the defaults, with the configured overrides applied.
     pub fn policy(self) -> Policy {
         match POLICIES.get() {
@@ -299,7 +305,7 @@ impl Channel {
 }
 
 /// The outcome of the checks that need no database.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Allowed,
     /// Allowed when the room is public or the user is a member (asks storage).

@@ -1,19 +1,26 @@
 //! Live feeds: location validation, the geo index of last-known positions, track
-//! sampling, the list of known feed channels, and the demo publishers.
+//! sampling, and the list of known feed channels.
 //!
 //! * [`geo`] – in-memory spatial index answering "who is near this point".
 //! * [`track`] – decides which location updates are stored in the track.
-//! * [`demo`] – deterministic simulators (quotes, a football match, a fleet).
-//! * [`driver`] – ticks the simulators and publishes through the normal path.
+//! * [`demo`] – deterministic simulators (quotes, a football match, a fleet) that the
+//!   demo publishers (`crate::demo`) tick.
+//!
+//! Everything here is bounded in time: entities and feed channels idle for longer
+//! than the configured idle time are forgotten by [`Feeds::sweep`] (their stored last
+//! value and track stay in storage).
 
 pub mod demo;
-pub mod driver;
 pub mod geo;
 pub mod track;
 
 use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
 };
 
 use serde_json::value::RawValue;
@@ -22,20 +29,28 @@ use self::{geo::GeoIndex, track::TrackSampler};
 use crate::{
     channels::{Channel, Namespace},
     error::AppError,
-    protocol::Message,
+    protocol::{now_ms, Message},
     storage::writer::{WriteOp, WriterHandle},
 };
 
+/// Most entities in the geo index and the track sampler, and most known feed
+/// channels. Overflow policy: idle entries are swept at once; if the bound still
+/// holds, a new entity is not indexed (its values are still published and stored)
+/// and a new channel is not listed.
+pub const MAX_ENTRIES: usize = 1_000_000;
+
 /// Feed state shared by the hub shards and the HTTP routes.
 pub struct Feeds {
-    /// Set once the writer runs (the writer itself needs the hub, so it comes later).
-    writer: OnceLock<WriterHandle>,
+    /// Where durable last values and track points are stored.
+    writer: WriterHandle,
+    /// Entries idle for longer than this are forgotten.
+    idle: Duration,
     /// Last-known position of every `loc:` entity.
     geo: RwLock<GeoIndex>,
     /// Which location updates go into the stored track.
     sampler: Mutex<TrackSampler>,
-    /// Feed channels that have carried a value (for `GET /api/feeds`).
-    known: RwLock<BTreeSet<Arc<str>>>,
+    /// Feed channels that carried a value (for `GET /api/feeds`) → when last (ms).
+    known: RwLock<HashMap<Arc<str>, AtomicI64>>,
 }
 
 /// Lat/lon of a validated location value.
@@ -49,78 +64,138 @@ fn lat_lon(data: &RawValue) -> Option<(f64, f64)> {
 }
 
 impl Feeds {
-    pub fn new(track_min_interval_s: f64, track_min_distance_m: f64) -> Arc<Feeds> {
+    pub fn new(
+        writer: WriterHandle,
+        track_min_interval_s: f64,
+        track_min_distance_m: f64,
+        idle: Duration,
+    ) -> Arc<Feeds> {
         Arc::new(Feeds {
-            writer: OnceLock::new(),
+            writer,
+            idle,
             geo: RwLock::new(GeoIndex::new()),
             sampler: Mutex::new(TrackSampler::new(
                 (track_min_interval_s * 1000.0).round() as i64,
                 track_min_distance_m,
             )),
-            known: RwLock::new(BTreeSet::new()),
+            known: RwLock::new(HashMap::new()),
         })
     }
 
-    pub fn set_writer(&self, w: WriterHandle) {
-        let _ = self.writer.set(w);
+    /// Remembers a feed channel that carried a value (now).
+    pub fn seen(&self, channel: &Arc<str>) {
+        self.seen_at(channel, now_ms());
     }
 
-    /// Remembers a feed channel that carried a value.
-    pub fn seen(&self, channel: &Arc<str>) {
-        if self.known.read().is_ok_and(|k| k.contains(channel)) {
-            return;
+    fn seen_at(&self, channel: &Arc<str>, ts: i64) {
+        if let Ok(k) = self.known.read() {
+            if let Some(at) = k.get(channel) {
+                at.fetch_max(ts, Ordering::Relaxed);
+                return;
+            }
         }
         if let Ok(mut k) = self.known.write() {
-            k.insert(channel.clone());
+            if k.len() >= MAX_ENTRIES {
+                let cutoff = now_ms() - self.idle_ms();
+                k.retain(|_, at| at.load(Ordering::Relaxed) >= cutoff);
+                if k.len() >= MAX_ENTRIES {
+                    return;
+                }
+            }
+            k.entry(channel.clone()).or_insert_with(|| AtomicI64::new(ts));
         }
+    }
+
+    fn idle_ms(&self) -> i64 {
+        self.idle.as_millis().min(i64::MAX as u128) as i64
     }
 
     /// Feed channels known to the server, sorted.
     pub fn channels(&self) -> Vec<Arc<str>> {
-        self.known
+        let mut v: Vec<Arc<str>> = self
+            .known
             .read()
-            .map(|k| k.iter().cloned().collect())
-            .unwrap_or_default()
+            .map(|k| k.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
-    /// Remembers the channel and indexes a location value; returns the entity and its
+    /// Remembers the channel and indexes a location value; returns the entity's
     /// position for the caller's sampling.
-    fn index<'m>(&self, m: &'m Message) -> Option<(&'m str, f64, f64)> {
-        self.seen(&m.channel);
-        let entity = m.channel.strip_prefix("loc:")?;
+    fn index(&self, ch: &Channel, m: &Message) -> Option<(f64, f64)> {
+        self.seen_at(&ch.full, m.ts);
+        if ch.ns != Namespace::Loc {
+            return None;
+        }
         let (lat, lon) = lat_lon(&m.data)?;
         if let Ok(mut g) = self.geo.write() {
-            g.upsert(entity, lat, lon, m.ts);
+            if g.len() >= MAX_ENTRIES && g.get(ch.name()).is_none() {
+                g.expire(now_ms() - self.idle_ms());
+                if g.len() >= MAX_ENTRIES {
+                    log::warn!("geo index full ({MAX_ENTRIES} entities): {} not indexed", ch.full);
+                    return None;
+                }
+            }
+            g.upsert(ch.name(), lat, lon, m.ts);
         }
-        Some((entity, lat, lon))
+        Some((lat, lon))
     }
 
     /// Offers a point to the track sampler: true when it is to be stored.
     fn sample(&self, entity: &str, lat: f64, lon: f64, ts: i64) -> bool {
-        self.sampler.lock().is_ok_and(|mut s| s.offer(entity, lat, lon, ts))
+        self.sampler.lock().is_ok_and(|mut s| {
+            if s.len() >= MAX_ENTRIES {
+                s.expire(now_ms() - self.idle_ms());
+            }
+            s.offer(entity, lat, lon, ts)
+        })
     }
 
     /// Loads a stored last value at start (no write back).
     pub fn restore(&self, m: &Message) {
-        if let Some((entity, lat, lon)) = self.index(m) {
-            self.sample(entity, lat, lon, m.ts);
+        let Ok(ch) = Channel::parse(&m.channel) else { return };
+        if let Some((lat, lon)) = self.index(&ch, m) {
+            self.sample(ch.name(), lat, lon, m.ts);
         }
     }
 
     /// A value that another node published (and persisted): index it only.
-    pub fn observe(&self, m: &Message) {
-        self.index(m);
+    pub fn observe(&self, ch: &Channel, m: &Message) {
+        self.index(ch, m);
     }
 
     /// A new value of a durable last-value channel (`loc:`): index it, sample the
     /// track, persist it.
-    pub fn stored_last_value(&self, m: &Message) {
+    pub fn stored_last_value(&self, ch: &Channel, m: &Message) {
         let track = self
-            .index(m)
-            .and_then(|(entity, lat, lon)| self.sample(entity, lat, lon, m.ts).then_some((lat, lon)));
-        if let Some(w) = self.writer.get() {
-            w.submit_or_fail(WriteOp::LastValue { msg: m.clone(), track });
+            .index(ch, m)
+            .and_then(|(lat, lon)| self.sample(ch.name(), lat, lon, m.ts).then_some((lat, lon)));
+        self.writer.submit(WriteOp::LastValue {
+            channel: ch.clone(),
+            msg: m.clone(),
+            track,
+        });
+    }
+
+    /// Forgets what has been idle for longer than the idle time: entities in the geo
+    /// index and the track sampler, and known feed channels. Returns how many entries
+    /// went. Run periodically.
+    pub fn sweep(&self) -> usize {
+        let cutoff = now_ms() - self.idle_ms();
+        let mut n = 0;
+        if let Ok(mut g) = self.geo.write() {
+            n += g.expire(cutoff);
         }
+        if let Ok(mut s) = self.sampler.lock() {
+            n += s.expire(cutoff);
+        }
+        if let Ok(mut k) = self.known.write() {
+            let before = k.len();
+            k.retain(|_, at| at.load(Ordering::Relaxed) >= cutoff);
+            n += before - k.len();
+        }
+        n
     }
 
     /// Entities within `radius_m` of a point, nearest first.
@@ -185,9 +260,14 @@ mod tests {
         RawValue::from_string(s.into()).unwrap()
     }
 
+    fn feeds(idle: Duration) -> Arc<Feeds> {
+        let (writer, _queue) = crate::storage::writer::queue(16);
+        Feeds::new(writer, 5.0, 25.0, idle)
+    }
+
     #[test]
     fn location_validation() {
-        let f = Feeds::new(5.0, 25.0);
+        let f = feeds(Duration::from_secs(60));
         let ch = Channel::parse("loc:veh-1").unwrap();
         assert!(f.validate(&ch, &raw(r#"{"lat":52.5,"lon":13.4,"speed":3}"#)).is_ok());
         for bad in [
@@ -204,5 +284,39 @@ mod tests {
         let t = Channel::parse("ticker:A").unwrap();
         assert!(f.validate(&t, &raw(r#"{"price":1.5}"#)).is_ok());
         assert!(f.validate(&t, &raw(r#"{"price":"x"}"#)).is_err());
+    }
+
+    fn loc(entity: &str, ts: i64) -> (Channel, Message) {
+        let ch = Channel::parse(&format!("loc:{entity}")).unwrap();
+        let m = Message {
+            channel: ch.full.clone(),
+            seq: 1,
+            ts,
+            from: crate::protocol::UserRef::new(entity, entity),
+            data: raw(r#"{"lat":52.5,"lon":13.4}"#).into(),
+            client_id: None,
+            edited_ts: None,
+            deleted: false,
+        };
+        (ch, m)
+    }
+
+    #[test]
+    fn idle_entries_are_swept() {
+        let f = feeds(Duration::from_secs(60));
+        let now = now_ms();
+        let (a, ma) = loc("a", now - 120_000);
+        let (b, mb) = loc("b", now);
+        f.stored_last_value(&a, &ma);
+        f.stored_last_value(&b, &mb);
+        f.seen(&"ticker:X".into());
+        assert_eq!(f.nearby(52.5, 13.4, 1000.0, 10).len(), 2);
+        assert_eq!(f.channels().len(), 3);
+        // Entity `a`: geo entry, sampler entry, known channel.
+        assert_eq!(f.sweep(), 3);
+        let near: Vec<String> = f.nearby(52.5, 13.4, 1000.0, 10).into_iter().map(|e| e.0).collect();
+        assert_eq!(near, ["b"]);
+        assert_eq!(f.channels().len(), 2);
+        assert_eq!(f.sweep(), 0);
     }
 }

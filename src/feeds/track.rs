@@ -21,6 +21,8 @@ struct Stored {
     lon: f64,
     /// Timestamp of the last stored point (ms).
     ts: i64,
+    /// Timestamp of the last point offered, stored or not (ms): idle entities expire.
+    seen: i64,
 }
 
 /// Decides which location updates are stored in an entity's track.
@@ -56,7 +58,7 @@ impl TrackSampler {
     /// least `min_distance_m` away from it. A stored point becomes the new
     /// reference. Timestamps going backwards never satisfy the time criterion.
     pub fn offer(&mut self, entity: &str, lat: f64, lon: f64, ts: i64) -> bool {
-        let point = Stored { lat, lon, ts };
+        let point = Stored { lat, lon, ts, seen: ts };
         let Some(prev) = self.last.get_mut(entity) else {
             self.last.insert(entity.to_string(), point);
             return true;
@@ -64,8 +66,12 @@ impl TrackSampler {
         let both_off = self.min_interval_ms == 0 && self.min_distance_m == 0.0;
         let by_time = self.min_interval_ms > 0 && ts.saturating_sub(prev.ts) >= self.min_interval_ms;
         let by_distance = self.min_distance_m > 0.0 && distance_m(prev.lat, prev.lon, lat, lon) >= self.min_distance_m;
+        prev.seen = prev.seen.max(ts);
         if both_off || by_time || by_distance {
-            *prev = point;
+            *prev = Stored {
+                seen: prev.seen,
+                ..point
+            };
             true
         } else {
             false
@@ -76,6 +82,14 @@ impl TrackSampler {
     /// point is stored as a first point and memory does not grow forever.
     pub fn forget(&mut self, entity: &str) {
         self.last.remove(entity);
+    }
+
+    /// Forgets the entities not offered a point since `before_ts` (ms); returns how
+    /// many. Their next point is stored as a first point.
+    pub fn expire(&mut self, before_ts: i64) -> usize {
+        let before = self.last.len();
+        self.last.retain(|_, s| s.seen >= before_ts);
+        before - self.last.len()
     }
 
     /// Number of entities with sampling state, to monitor memory use.
@@ -198,5 +212,18 @@ mod tests {
         s.forget("b");
         s.forget("a");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn idle_entities_expire() {
+        let mut s = TrackSampler::new(1000, 100.0);
+        assert!(s.offer("a", 0.0, 0.0, 0));
+        assert!(s.offer("b", 0.0, 0.0, 0));
+        // `a` keeps reporting without moving: not stored, but seen.
+        assert!(!s.offer("a", 0.0, 0.0, 900));
+        assert_eq!(s.expire(500), 1, "b was last seen at 0");
+        assert_eq!(s.len(), 1);
+        assert!(!s.offer("a", 0.0, 0.0, 950), "a kept its reference point");
+        assert!(s.offer("b", 0.0, 0.0, 950), "b starts anew");
     }
 }

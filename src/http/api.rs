@@ -1,22 +1,21 @@
-//! The JSON API of PROTOCOL.md §6.
-
-use std::sync::Arc;
+//! The JSON API of PROTOCOL.md §6: each route decodes its request, calls the use
+//! case and encodes the result.
 
 use actix_web::{
     cookie::{time::Duration as CookieDuration, Cookie, SameSite},
     web, HttpRequest, HttpResponse,
 };
 use serde::Deserialize;
-use serde_json::{json, value::RawValue};
+use serde_json::json;
 
 use super::Caller;
 use crate::{
-    auth::{hash_password, verify_password, Identity, Role, COOKIE},
-    channels::{normalize_room_name, publish_access, read_access, Channel},
+    auth::COOKIE,
+    chat::{self, accounts::Account, rooms::NewRoom},
+    conn::Ack,
     error::{AppError, AppResult},
-    session,
+    protocol::{request, PublishOk},
     state::AppState,
-    storage::{queries, writer::Ack},
 };
 
 /// Most items in one `/api/publish/batch` request.
@@ -43,46 +42,20 @@ struct Credentials {
     password: String,
 }
 
-fn valid_name(name: &str) -> AppResult<()> {
-    let ok =
-        !name.is_empty() && name.len() <= 32 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::bad_request(
-            "names are 1 to 32 characters of A-Z, a-z, 0-9, _ . -",
-        ))
-    }
-}
-
-fn valid_password(pw: &str) -> AppResult<()> {
-    if (8..=256).contains(&pw.len()) {
-        Ok(())
-    } else {
-        Err(AppError::bad_request("passwords are 8 to 256 bytes"))
-    }
-}
-
-fn role_of(s: &str) -> Role {
-    match s {
-        "admin" => Role::Admin,
-        "publisher" => Role::Publisher,
-        _ => Role::User,
-    }
-}
-
-fn session_response(state: &AppState, user: crate::protocol::UserRef, role: Role) -> HttpResponse {
-    let token = state.auth.issue(&user, role);
+/// A token for the account, as the body and as the session cookie.
+fn session_response(state: &AppState, a: Account) -> HttpResponse {
+    let settings = &state.chat.settings;
+    let token = state.chat.auth.issue(&a.user, a.role);
     let cookie = Cookie::build(COOKIE, token.clone())
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.settings.cookie_secure)
-        .max_age(CookieDuration::seconds(state.settings.token_ttl_s as i64))
+        .secure(settings.cookie_secure)
+        .max_age(CookieDuration::seconds(settings.token_ttl_s as i64))
         .finish();
     HttpResponse::Ok()
         .cookie(cookie)
-        .json(json!({ "token": token, "user": { "id": user.id, "name": user.name, "role": role.as_str() } }))
+        .json(json!({ "token": token, "user": { "id": a.user.id, "name": a.user.name, "role": a.role.as_str() } }))
 }
 
 /// The client address used as a rate-limit key.
@@ -95,67 +68,15 @@ async fn register(
     req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> AppResult<HttpResponse> {
-    if !state.registrations.hit(client_key(&req)) {
-        return Err(AppError::rate_limited(
-            "too many registrations from this address, try later",
-        ));
-    }
     let Credentials { name, password } = body.into_inner();
-    let name = name.trim().to_string();
-    valid_name(&name)?;
-    valid_password(&password)?;
-    let row = state
-        .db
-        .run(move |c| {
-            if queries::find_user_by_name(c, &name)?.is_some() {
-                return Err(AppError::bad_request("that name is already taken"));
-            }
-            let hash = hash_password(&password)?;
-            queries::create_user(c, &name, &hash)
-        })
-        .await?;
-    Ok(session_response(&state, row.user_ref(), role_of(&row.role)))
+    let account = chat::accounts::register(state.chat.clone(), &client_key(&req), name, password).await?;
+    Ok(session_response(&state, account))
 }
 
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Credentials>) -> AppResult<HttpResponse> {
     let Credentials { name, password } = body.into_inner();
-    if name.len() > 64 || password.len() > 256 {
-        return Err(AppError::unauthorized("wrong name or password"));
-    }
-    let (by_addr, by_name) = (client_key(&req), format!("name:{}", name.trim().to_lowercase()));
-    if !state.login_failures.check(&by_addr) || !state.login_failures.check(&by_name) {
-        return Err(AppError::rate_limited("too many failed logins, try again in a minute"));
-    }
-    let result = state
-        .db
-        .run(move |c| {
-            let row = queries::find_user_by_name(c, name.trim())?;
-            match row {
-                Some(r) if verify_password(&password, &r.password_hash) => Ok(r),
-                Some(_) => Err(AppError::unauthorized("wrong name or password")),
-                None => {
-                    // Same work as a real check, so timing does not reveal names.
-                    let _ = verify_password(&password, dummy_hash());
-                    Err(AppError::unauthorized("wrong name or password"))
-                }
-            }
-        })
-        .await;
-    if result
-        .as_ref()
-        .is_err_and(|e| e.code == crate::error::ErrorCode::Unauthorized)
-    {
-        state.login_failures.hit(by_addr);
-        state.login_failures.hit(by_name);
-    }
-    let row = result?;
-    Ok(session_response(&state, row.user_ref(), role_of(&row.role)))
-}
-
-/// A real hash of a random password, verified against for unknown names.
-fn dummy_hash() -> &'static str {
-    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| hash_password(&hex::encode(rand::random::<[u8; 16]>())).unwrap_or_default())
+    let account = chat::accounts::login(state.chat.clone(), &client_key(&req), name, password).await?;
+    Ok(session_response(&state, account))
 }
 
 async fn logout() -> HttpResponse {
@@ -173,13 +94,12 @@ async fn me(Caller(who): Caller) -> HttpResponse {
 }
 
 async fn list_rooms(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {
-    let id = who.user.id.clone();
-    let rooms = state.db.run(move |c| queries::list_rooms(c, &id)).await?;
+    let rooms = chat::rooms::list(state.chat.clone(), who).await?;
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
 #[derive(Deserialize)]
-struct NewRoom {
+struct NewRoomBody {
     name: String,
     #[serde(default)]
     private: bool,
@@ -187,59 +107,14 @@ struct NewRoom {
     members: Vec<String>,
 }
 
-/// Finds users by id (registered users) for membership lists.
-fn resolve_member(c: &mut crate::storage::Conn, user: &str) -> AppResult<crate::protocol::UserRef> {
-    if !crate::channels::valid_user_id(user) {
-        return Err(AppError::bad_request(format!(
-            "bad user id `{}`",
-            user.chars().take(64).collect::<String>()
-        )));
-    }
-    let found = user
-        .parse::<i64>()
-        .ok()
-        .map(|uid| {
-            use crate::storage::{models::UserRow, schema::users};
-            use diesel::prelude::*;
-            users::table.find(uid).select(UserRow::as_select()).first(c).optional()
-        })
-        .transpose()?
-        .flatten();
-    Ok(match found {
-        Some(row) => row.user_ref(),
-        // Users of an outside identity provider exist only in their tokens.
-        None => crate::protocol::UserRef::new(user, user),
-    })
-}
-
 async fn create_room(
     state: web::Data<AppState>,
     Caller(who): Caller,
-    body: web::Json<NewRoom>,
+    body: web::Json<NewRoomBody>,
 ) -> AppResult<HttpResponse> {
-    if who.anonymous {
-        return Err(AppError::forbidden("log in to create rooms"));
-    }
-    let NewRoom { name, private, members } = body.into_inner();
-    let name = normalize_room_name(&name)?;
-    if members.len() > 1000 {
-        return Err(AppError::bad_request("at most 1000 members at creation"));
-    }
-    let creator = who.user.clone();
-    let room = state
-        .db
-        .run(move |c| {
-            let members = members
-                .iter()
-                .map(|m| resolve_member(c, m))
-                .collect::<AppResult<Vec<_>>>()?;
-            queries::create_room(c, &name, private, &creator, &members)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "room": { "name": room.name, "channel": format!("room:{}", room.name), "private": room.private,
-                  "created_by": room.created_by, "created_at": room.created_at, "member": true }
-    })))
+    let NewRoomBody { name, private, members } = body.into_inner();
+    let created = chat::rooms::create(state.chat.clone(), who, NewRoom { name, private, members }).await?;
+    Ok(HttpResponse::Created().json(created))
 }
 
 #[derive(Deserialize)]
@@ -253,27 +128,8 @@ async fn add_member(
     path: web::Path<String>,
     body: web::Json<NewMember>,
 ) -> AppResult<HttpResponse> {
-    let name = normalize_room_name(&path.into_inner())?;
-    let user = body.into_inner().user;
-    let added = state
-        .db
-        .run(move |c| {
-            let channel = format!("room:{name}");
-            if queries::get_room(c, &name)?.is_none() {
-                return Err(AppError::not_found(format!("no room {channel}")));
-            }
-            if who.role != Role::Admin && !queries::is_member(c, &channel, who.id())? {
-                return Err(AppError::forbidden(format!("not a member of {channel}")));
-            }
-            let member = resolve_member(c, &user)?;
-            match queries::add_member(c, &channel, &member) {
-                Err(e) if !crate::storage::is_unique_violation(&e) => return Err(e.into()),
-                _ => {}
-            }
-            Ok(member)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "user": added })))
+    let added = chat::rooms::add_member(state.chat.clone(), who, &path.into_inner(), body.into_inner().user).await?;
+    Ok(HttpResponse::Ok().json(added))
 }
 
 #[derive(Deserialize)]
@@ -287,11 +143,7 @@ async fn search_users(
     Caller(_): Caller,
     q: web::Query<UserQuery>,
 ) -> AppResult<HttpResponse> {
-    let q = q.into_inner().q;
-    if q.len() > 64 {
-        return Err(AppError::bad_request("query too long"));
-    }
-    let users = state.db.run(move |c| queries::search_users(c, q.trim(), 20)).await?;
+    let users = chat::rooms::search_users(state.chat.clone(), q.into_inner().q).await?;
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
@@ -308,78 +160,31 @@ async fn history(
     path: web::Path<String>,
     q: web::Query<HistoryQuery>,
 ) -> AppResult<HttpResponse> {
-    let ch = Channel::parse(&path.into_inner())?;
-    let access = read_access(&who, &ch, state.settings.anonymous())?;
     let HistoryQuery { before, after, limit } = q.into_inner();
-    if before.is_some() && after.is_some() {
-        return Err(AppError::bad_request("give `before` or `after`, not both"));
-    }
-    if before.is_some_and(|b| b < 0) || after.is_some_and(|a| a < 0) || limit.is_some_and(|l| l < 0) {
-        return Err(AppError::bad_request("negative seq or limit"));
-    }
-    let limit = limit.unwrap_or(50).min(200);
-    let messages = state
-        .db
-        .run(move |c| queries::read_history(c, &ch, &who, access, (before, after, limit)))
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+    let req = request::History {
+        channel: path.into_inner(),
+        before,
+        after,
+        limit,
+    };
+    Ok(HttpResponse::Ok().json(chat::history::history(state.chat.clone(), who, req).await?))
 }
 
 async fn presence(state: web::Data<AppState>, Caller(who): Caller, path: web::Path<String>) -> AppResult<HttpResponse> {
-    let ch = Channel::parse(&path.into_inner())?;
-    let access = read_access(&who, &ch, state.settings.anonymous())?;
-    let shard = state.hub.shard(&ch.full).clone();
-    let members = session::presence(&state.db, &shard, ch, who, access).await?;
-    Ok(HttpResponse::Ok().json(json!({ "members": members })))
-}
-
-#[derive(Deserialize)]
-struct PublishItem {
-    channel: String,
-    data: Box<RawValue>,
-    #[serde(default)]
-    client_id: Option<String>,
-}
-
-/// Validates one publish and starts it; the receiver yields `{seq,ts}` or an error.
-fn start_publish(
-    state: &AppState,
-    who: &Identity,
-    item: PublishItem,
-) -> AppResult<tokio::sync::oneshot::Receiver<AppResult<serde_json::Value>>> {
-    let ch = Channel::parse(&item.channel)?;
-    let access = publish_access(who, &ch)?;
-    crate::protocol::request::check_data(&item.data, state.settings.max_message_bytes)?;
-    if let Some(c) = &item.client_id {
-        if c.is_empty() || c.len() > 64 {
-            return Err(AppError::bad_request("`client_id` must be 1 to 64 bytes"));
-        }
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let data: Arc<RawValue> = item.data.into();
-    session::publish(
-        state,
-        ch,
-        who.clone(),
-        access,
-        data,
-        item.client_id.map(Into::into),
-        Ack::Http(tx),
-    );
-    Ok(rx)
-}
-
-async fn wait(rx: tokio::sync::oneshot::Receiver<AppResult<serde_json::Value>>) -> AppResult<serde_json::Value> {
-    rx.await.map_err(|_| AppError::unavailable("publish was dropped"))?
+    let req = request::Presence {
+        channel: path.into_inner(),
+    };
+    Ok(HttpResponse::Ok().json(chat::presence::presence(state.chat.clone(), who, req).await?))
 }
 
 async fn publish(
     state: web::Data<AppState>,
     Caller(who): Caller,
-    body: web::Json<PublishItem>,
+    body: web::Json<request::Publish>,
 ) -> AppResult<HttpResponse> {
-    let rx = start_publish(&state, &who, body.into_inner())?;
-    Ok(HttpResponse::Ok().json(wait(rx).await?))
+    let (ack, pending) = Ack::<PublishOk>::wait();
+    chat::publish::publish(&state.chat, &who, body.into_inner(), ack);
+    Ok(HttpResponse::Ok().json(pending.wait().await?))
 }
 
 async fn publish_batch(
@@ -392,21 +197,21 @@ async fn publish_batch(
         return Err(AppError::too_large(format!("at most {MAX_BATCH} items per batch")));
     }
     // Start every publish first (they share writer batches), then collect in order.
-    let pending: Vec<AppResult<_>> = items
+    let pending: Vec<_> = items
         .into_iter()
         .map(|v| {
-            let item: PublishItem =
-                serde_json::from_value(v).map_err(|e| AppError::bad_request(format!("bad item: {e}")))?;
-            start_publish(&state, &who, item)
+            let (ack, pending) = Ack::<PublishOk>::wait();
+            match serde_json::from_value::<request::Publish>(v) {
+                Ok(item) => chat::publish::publish(&state.chat, &who, item, ack),
+                Err(e) => ack.err(AppError::bad_request(format!("bad item: {e}"))),
+            }
+            pending
         })
         .collect();
     let mut out = Vec::with_capacity(pending.len());
     for p in pending {
-        out.push(match p {
-            Ok(rx) => match wait(rx).await {
-                Ok(v) => v,
-                Err(e) => json!({ "error": e }),
-            },
+        out.push(match p.wait().await {
+            Ok(v) => json!(v),
             Err(e) => json!({ "error": e }),
         });
     }

@@ -4,14 +4,14 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
 
-use crate::{hub::Stats, session::outbox::SLOW_CONSUMERS, state::AppState};
+use crate::{conn::outbox::SLOW_CONSUMERS, hub::Stats, state::AppState};
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.db.ping().await {
+    match state.chat.db.ping().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": e })),
     }
@@ -27,7 +27,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "chat_connections",
         "gauge",
         "Open WebSocket connections (authenticated).",
-        state.hub.registry.count() as u64,
+        state.chat.hub.registry.count() as u64,
     );
     line(
         "chat_connections_total",
@@ -69,7 +69,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut subs = 0;
     let mut msgs = 0;
     let mut frames = 0;
-    for shard in state.hub.shards() {
+    for shard in state.chat.hub.shards() {
         if let Ok(s) = shard.send(Stats).await {
             channels += s.channels;
             subs += s.subscriptions;

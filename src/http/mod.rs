@@ -4,7 +4,6 @@
 pub mod api;
 pub mod feeds;
 pub mod health;
-pub mod limit;
 pub mod pages;
 pub mod uploads;
 pub mod ws;
@@ -52,7 +51,7 @@ fn caller(req: &HttpRequest) -> Result<Identity, AppError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| AppError::internal("no state"))?;
     let (token, _) = credential(req, false).ok_or_else(|| AppError::unauthorized("log in or send a Bearer token"))?;
-    state.auth.verify(&token)
+    state.chat.auth.verify(&token)
 }
 
 /// Maps actix's JSON/query/path extractor errors to the protocol's error body.

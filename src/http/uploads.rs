@@ -56,8 +56,8 @@ async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multi
     if who.anonymous {
         return Err(AppError::forbidden("log in to upload"));
     }
-    let max = state.settings.max_upload_bytes;
-    let dir = state.settings.data_dir.join("uploads");
+    let max = state.chat.settings.max_upload_bytes;
+    let dir = state.chat.settings.data_dir.join("uploads");
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| AppError::bad_request(format!("bad multipart body: {e}")))?;
         if field.name() != Some("file") {
@@ -148,7 +148,7 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest) -> AppResult<HttpRe
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Err(AppError::not_found("no such upload"));
     }
-    let path = state.settings.data_dir.join("uploads").join(&name);
+    let path = state.chat.settings.data_dir.join("uploads").join(&name);
     let data = web::block(move || std::fs::read(path))
         .await?
         .map_err(|_| AppError::not_found("no such upload"))?;

@@ -9,12 +9,9 @@ use actix_web::{
 
 use crate::{
     auth::{credential, Identity},
+    conn::outbox::{OutboundBody, Outbox},
     error::AppError,
-    session::{
-        outbox::{OutboundBody, Outbox},
-        transport::FrameReader,
-        Session,
-    },
+    session::{transport::FrameReader, Session},
     state::AppState,
 };
 
@@ -44,12 +41,12 @@ pub async fn upgrade(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let s = &state.settings;
+    let s = &state.chat.settings;
     if !origin_allowed(&req, &s.allowed_origins) {
         return Err(AppError::forbidden("origin not allowed"));
     }
     let identity = match credential(&req, true) {
-        Some((token, _)) => Some(state.auth.verify(&token)?),
+        Some((token, _)) => Some(state.chat.auth.verify(&token)?),
         None if s.anonymous() => Some(Identity::anonymous()),
         // No credential yet: the first frame must be `auth` (within the auth timeout).
         None => None,

@@ -2,96 +2,147 @@
 //! presence, last values and fan-out. A channel always lives on the shard chosen by
 //! the hash of its name, so everything about one channel is ordered by one mailbox.
 //!
+//! * [`shard`] – the actor: its handlers drive the state machines below.
+//! * [`channel`] – per-channel state: members (with the join buffer) and fan-out.
+//! * [`presence`] – local and cluster-wide presence (pure state machine).
+//! * [`ordering`] – in-order, exactly-once delivery with gap fill (pure state machine).
+//! * [`router`] – where committed writes (from the writer) and other nodes' events
+//!   (from the broker) enter the hub.
+//!
 //! Fan-out serializes each event once and pushes the shared [`bytes::Bytes`] into
-//! every member's bounded [`Outbox`]; the shard never waits on a client.
+//! every member's bounded outbox; the shard never waits on a client.
 
+mod channel;
+pub mod ordering;
+pub mod presence;
+pub mod router;
 pub mod shard;
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     hash::{Hash, Hasher},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, RwLock,
-    },
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use actix::{Addr, Message as ActixMessage};
+use actix::{Actor, Addr, Arbiter, Message as ActixMessage};
 use serde_json::value::RawValue;
 
 pub use shard::Shard;
 
 use crate::{
-    bus::{Bus, BusEvent},
+    broker::{Broker, BusEvent},
     channels::Channel,
-    protocol::{Message, PresenceMember, UserRef},
-    session::outbox::Outbox,
-    storage::{queries::JoinSnapshot, writer::Ack},
+    conn::{Ack, ConnHandle, Registry},
+    feeds::Feeds,
+    protocol::{Message, PresenceMember, PublishOk, UserRef},
+    storage::{queries::JoinSnapshot, writer::Commit, Db},
 };
 
-/// One WebSocket connection as the hub sees it.
-#[derive(Debug)]
-pub struct ConnHandle {
-    /// Unique per process.
-    pub id: u64,
-    pub user: UserRef,
-    pub outbox: Arc<Outbox>,
-}
+/// Messages a shard's mailbox holds. Overflow policy: senders use `try_send` (and
+/// answer `unavailable`, or resync from storage) or `send().await` (wait for room);
+/// nothing is queued past this bound.
+pub const SHARD_MAILBOX: usize = 1 << 16;
 
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Outbox")
+/// Most channels one resync request names; beyond it every stored channel of the
+/// shard is re-read.
+const RESYNC_MAX_CHANNELS: usize = 1024;
+
+/// Stored channels a shard is asked to re-read from storage, because events for them
+/// could not be queued (a full mailbox) or were missed (the broker reconnected). The
+/// shard takes the requests on its next tick.
+#[derive(Default)]
+pub struct ResyncRequests(Mutex<(bool, HashSet<Arc<str>>)>);
+
+impl ResyncRequests {
+    /// Re-read `channel`. Bounded by [`RESYNC_MAX_CHANNELS`]: past it, everything.
+    pub fn channel(&self, channel: Arc<str>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 {
+            return;
+        }
+        if g.1.len() >= RESYNC_MAX_CHANNELS {
+            g.0 = true;
+            g.1 = HashSet::new();
+        } else {
+            g.1.insert(channel);
+        }
+    }
+
+    /// Re-read every stored channel.
+    pub fn all(&self) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = true;
+        g.1 = HashSet::new();
+    }
+
+    /// (everything?, the channels) requested since the last call.
+    fn take(&self) -> (bool, HashSet<Arc<str>>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (std::mem::take(&mut g.0), std::mem::take(&mut g.1))
     }
 }
 
-/// Handle to every shard plus the user → connections registry and the bus to other
-/// nodes.
+/// What the shards need, fixed at start.
+pub struct HubConfig {
+    /// Number of shards (threads).
+    pub shards: usize,
+    /// Epoch of in-memory channels: changes with every process start.
+    pub epoch: Arc<str>,
+    /// How often presence is re-announced to other nodes.
+    pub presence_refresh: Duration,
+}
+
+/// Handle to every shard plus the user → connections registry and the broker to
+/// other nodes. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
     shards: Arc<[Addr<Shard>]>,
+    resync: Arc<[Arc<ResyncRequests>]>,
     pub registry: Arc<Registry>,
-    /// Set once when the node joins a cluster (`REDIS_URL`).
-    bus: BusCell,
+    broker: Arc<dyn Broker>,
 }
 
-/// The bus, shared by the hub, its shards and the writer; empty on a single node.
-pub type BusCell = Arc<std::sync::OnceLock<Bus>>;
-
 impl Hub {
-    pub fn new(shards: Vec<Addr<Shard>>, bus: BusCell) -> Hub {
-        Hub {
+    /// Starts the shards, each on an arbiter (thread) of its own; the arbiters must be
+    /// kept until shutdown.
+    pub fn start(cfg: HubConfig, broker: Arc<dyn Broker>, feeds: Arc<Feeds>, db: Db) -> (Hub, Vec<Arbiter>) {
+        let mut arbiters = Vec::new();
+        let mut shards = Vec::new();
+        let mut resync = Vec::new();
+        for _ in 0..cfg.shards.max(1) {
+            let arb = Arbiter::new();
+            let requests = Arc::new(ResyncRequests::default());
+            let (e, f, d, b, r) = (
+                cfg.epoch.clone(),
+                feeds.clone(),
+                db.clone(),
+                broker.clone(),
+                requests.clone(),
+            );
+            let refresh = cfg.presence_refresh;
+            shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| {
+                Shard::new(e, f, d, b, r, refresh)
+            }));
+            resync.push(requests);
+            arbiters.push(arb);
+        }
+        let hub = Hub {
             shards: shards.into(),
+            resync: resync.into(),
             registry: Arc::new(Registry::default()),
-            bus,
-        }
+            broker,
+        };
+        (hub, arbiters)
     }
 
-    /// Sends an event to the other nodes (no-op on a single node).
+    /// Sends an event to the other nodes (nobody hears it on a single node).
     pub fn publish(&self, ev: BusEvent) {
-        if let Some(b) = self.bus.get() {
-            b.publish(ev);
-        }
-    }
-
-    /// Is this node part of a cluster?
-    pub fn clustered(&self) -> bool {
-        self.bus.get().is_some_and(Bus::enabled)
-    }
-
-    /// Asks every shard to re-read what its members may have missed (after the bus
-    /// was disconnected).
-    pub fn resync(&self) {
-        for s in self.shards.iter() {
-            s.do_send(Resync);
-        }
+        self.broker.publish(ev);
     }
 
     /// Index of the shard owning `channel`.
     pub fn shard_index(&self, channel: &str) -> usize {
-        self.index(channel)
-    }
-
-    fn index(&self, channel: &str) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         channel.hash(&mut h);
         (h.finish() % self.shards.len() as u64) as usize
@@ -99,130 +150,44 @@ impl Hub {
 
     /// The shard owning `channel`.
     pub fn shard(&self, channel: &str) -> &Addr<Shard> {
-        &self.shards[self.index(channel)]
+        &self.shards[self.shard_index(channel)]
     }
 
     pub fn shards(&self) -> &[Addr<Shard>] {
         &self.shards
     }
 
-    /// Hands committed writes to their shards (one mailbox message per shard).
-    pub fn deliver(&self, commits: Vec<Commit>) {
-        if self.shards.len() == 1 {
-            self.shards[0].do_send(Committed(commits));
-            return;
+    /// Asks the shard owning `channel` to re-read it from storage.
+    fn resync_channel(&self, channel: Arc<str>) {
+        self.resync[self.shard_index(&channel)].channel(channel);
+    }
+
+    /// Asks every shard to re-read every stored channel its members watch.
+    pub fn resync_all(&self) {
+        for r in self.resync.iter() {
+            r.all();
         }
-        let mut per: Vec<Vec<Commit>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        for c in commits {
-            per[self.index(c.channel())].push(c);
+    }
+
+    /// Removes a connection from channels (leave, failed join, disconnect): one
+    /// message per shard, queued at once. Overflow policy: where a mailbox is full
+    /// the message waits for room in a task of its own, so a membership is never
+    /// leaked. Must run inside the actix runtime.
+    pub fn unsubscribe(&self, conn_id: u64, channels: impl IntoIterator<Item = Arc<str>>) {
+        let mut per_shard: Vec<Vec<Arc<str>>> = vec![Vec::new(); self.shards.len()];
+        for name in channels {
+            per_shard[self.shard_index(&name)].push(name);
         }
-        for (i, v) in per.into_iter().enumerate() {
-            if !v.is_empty() {
-                self.shards[i].do_send(Committed(v));
+        for (i, channels) in per_shard.into_iter().enumerate() {
+            if channels.is_empty() {
+                continue;
             }
-        }
-    }
-}
-
-type UserConns = HashMap<Arc<str>, Vec<Arc<ConnHandle>>>;
-
-/// user id → live connections, for `signal` and per-user delivery.
-#[derive(Default)]
-pub struct Registry {
-    buckets: [RwLock<UserConns>; 16],
-    /// Live connections.
-    live: AtomicUsize,
-    /// Most live connections since the last [`Registry::take_high_water`].
-    high: AtomicUsize,
-}
-
-impl Registry {
-    fn bucket(&self, user: &str) -> &RwLock<UserConns> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        user.hash(&mut h);
-        &self.buckets[(h.finish() % 16) as usize]
-    }
-
-    pub fn add(&self, conn: Arc<ConnHandle>) {
-        let mut b = self.bucket(&conn.user.id).write().unwrap_or_else(|p| p.into_inner());
-        b.entry(conn.user.id.clone()).or_default().push(conn);
-        let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
-        self.high.fetch_max(live, Ordering::Relaxed);
-    }
-
-    pub fn remove(&self, user: &str, conn_id: u64) {
-        let mut b = self.bucket(user).write().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = b.get_mut(user) {
-            let before = v.len();
-            v.retain(|c| c.id != conn_id);
-            if v.len() < before {
-                self.live.fetch_sub(1, Ordering::Relaxed);
+            if let Err(actix::dev::SendError::Full(msg)) = self.shards[i].try_send(Unsubscribe { conn_id, channels }) {
+                let shard = self.shards[i].clone();
+                actix::spawn(async move {
+                    let _ = shard.send(msg).await;
+                });
             }
-            if v.is_empty() {
-                b.remove(user);
-            }
-        }
-    }
-
-    /// (most live connections since the last call, live connections now); resets the
-    /// high-water mark to now.
-    pub fn take_high_water(&self) -> (usize, usize) {
-        let live = self.live.load(Ordering::Relaxed);
-        (self.high.swap(live, Ordering::Relaxed).max(live), live)
-    }
-
-    pub fn connections(&self, user: &str) -> Vec<Arc<ConnHandle>> {
-        let b = self.bucket(user).read().unwrap_or_else(|p| p.into_inner());
-        b.get(user).cloned().unwrap_or_default()
-    }
-
-    /// Every live connection.
-    pub fn all(&self) -> Vec<Arc<ConnHandle>> {
-        self.buckets
-            .iter()
-            .flat_map(|b| {
-                b.read()
-                    .map(|m| m.values().flatten().cloned().collect::<Vec<_>>())
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-
-    /// Live connections in total.
-    pub fn count(&self) -> usize {
-        self.buckets
-            .iter()
-            .map(|b| b.read().map(|m| m.values().map(Vec::len).sum::<usize>()).unwrap_or(0))
-            .sum()
-    }
-}
-
-/// A write the writer committed, to be fanned out and acknowledged by its shard.
-pub enum Commit {
-    Message {
-        msg: Message,
-        ack: Ack,
-    },
-    Edit {
-        channel: Arc<str>,
-        seq: i64,
-        from: UserRef,
-        data: Arc<RawValue>,
-        edited_ts: i64,
-        ack: Ack,
-    },
-    Delete {
-        channel: Arc<str>,
-        seq: i64,
-        ack: Ack,
-    },
-}
-
-impl Commit {
-    pub fn channel(&self) -> &str {
-        match self {
-            Commit::Message { msg, .. } => &msg.channel,
-            Commit::Edit { channel, .. } | Commit::Delete { channel, .. } => channel,
         }
     }
 }
@@ -235,13 +200,14 @@ pub struct Committed(pub Vec<Commit>);
 /// What the shard did with a [`Subscribe`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Subscribed {
-    /// Stored channel: the member is buffering; read the snapshot, then send [`JoinComplete`].
+    /// Stored channel: the member is holding events; read the snapshot, then send
+    /// [`JoinComplete`].
     NeedsSnapshot,
     /// In-memory channel: the shard already replied.
     Replied,
 }
 
-/// Add a connection to a channel (buffering until the join completes).
+/// Add a connection to a channel (holding events until the join completes).
 #[derive(ActixMessage)]
 #[rtype(result = "Subscribed")]
 pub struct Subscribe {
@@ -253,9 +219,20 @@ pub struct Subscribe {
     pub epoch: Option<String>,
 }
 
+/// What the shard did with a [`JoinComplete`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completed {
+    /// The member got its reply and is active.
+    Done,
+    /// The events held meanwhile overflowed: read a new snapshot and complete again.
+    Restart,
+    /// The member is gone (left, or its connection closed).
+    Gone,
+}
+
 /// The snapshot of a stored channel for a subscribing connection.
 #[derive(ActixMessage)]
-#[rtype(result = "()")]
+#[rtype(result = "Completed")]
 pub struct JoinComplete {
     pub conn_id: u64,
     pub channel: Arc<str>,
@@ -277,9 +254,8 @@ pub struct Unsubscribe {
 pub struct Typing {
     pub conn_id: u64,
     pub channel: Arc<str>,
-    pub req_id: Option<i64>,
-    pub outbox: Arc<Outbox>,
     pub user: UserRef,
+    pub ack: Ack<crate::protocol::Empty>,
 }
 
 /// The present members of a channel.
@@ -297,7 +273,7 @@ pub struct FeedPublish {
     pub from: UserRef,
     pub data: Arc<RawValue>,
     pub client_id: Option<Arc<str>>,
-    pub ack: Ack,
+    pub ack: Ack<PublishOk>,
 }
 
 /// Seed last values (at start, from storage).
@@ -314,11 +290,6 @@ pub struct Remote {
     pub ev: BusEvent,
 }
 
-/// Re-read stored channels from the database (events may have been missed).
-#[derive(ActixMessage)]
-#[rtype(result = "()")]
-pub struct Resync;
-
 /// Counters for `/metrics`.
 #[derive(ActixMessage)]
 #[rtype(result = "ShardStats")]
@@ -330,4 +301,25 @@ pub struct ShardStats {
     pub subscriptions: usize,
     pub messages_out: u64,
     pub frames_out: u64,
+    /// Gaps in stored channels given up on (the message was in no storage read).
+    pub gaps_skipped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_requests_are_bounded() {
+        let r = ResyncRequests::default();
+        r.channel("room:a".into());
+        r.channel("room:a".into());
+        assert_eq!(r.take(), (false, HashSet::from(["room:a".into()])));
+        assert_eq!(r.take(), (false, HashSet::new()));
+        for i in 0..=RESYNC_MAX_CHANNELS {
+            r.channel(format!("room:{i}").into());
+        }
+        let (all, names) = r.take();
+        assert!(all && names.is_empty());
+    }
 }

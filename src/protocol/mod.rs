@@ -5,9 +5,11 @@
 //! `Request` or to an [`AppError`] carrying the request `id` when one could be read.
 
 pub mod events;
+pub mod replies;
 pub mod request;
 
 pub use events::*;
+pub use replies::*;
 pub use request::{Op, Request};
 
 /// WebSocket close codes used by the server (PROTOCOL.md §5).
@@ -16,6 +18,10 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket framing rules (RFC 6455 §7.4.1).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A frame or message was bigger than allowed.
     pub const TOO_BIG: u16 = 1009;
     /// Internal error.

@@ -13,58 +13,98 @@ pub struct Request {
     pub op: Op,
 }
 
-/// Every operation of PROTOCOL.md §2, with typed parameters.
+/// Every operation of PROTOCOL.md §2, with typed parameters. The parameters of each
+/// are a command struct of their own, which the HTTP API builds too.
 #[derive(Debug)]
 pub enum Op {
-    Auth {
-        token: String,
-    },
-    Join {
-        channel: String,
-        since: Option<i64>,
-        epoch: Option<String>,
-        limit: Option<i64>,
-    },
-    Leave {
-        channel: String,
-    },
-    Publish {
-        channel: String,
-        data: Box<RawValue>,
-        client_id: Option<String>,
-    },
-    History {
-        channel: String,
-        before: Option<i64>,
-        after: Option<i64>,
-        limit: Option<i64>,
-    },
-    Presence {
-        channel: String,
-    },
-    Typing {
-        channel: String,
-    },
-    Read {
-        channel: String,
-        seq: i64,
-    },
+    Auth { token: String },
+    Join(Join),
+    Leave(Leave),
+    Publish(Publish),
+    History(History),
+    Presence(Presence),
+    Typing(Typing),
+    Read(Read),
     Channels,
-    Edit {
-        channel: String,
-        seq: i64,
-        data: Box<RawValue>,
-    },
-    Delete {
-        channel: String,
-        seq: i64,
-    },
-    Signal {
-        to: String,
-        call: String,
-        data: Box<RawValue>,
-    },
+    Edit(Edit),
+    Delete(Delete),
+    Signal(Signal),
     Ping,
+}
+
+/// `join`: subscribe, with the recent history or everything after `since`.
+#[derive(Debug, Clone)]
+pub struct Join {
+    pub channel: String,
+    pub since: Option<i64>,
+    pub epoch: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `leave`.
+#[derive(Debug, Clone)]
+pub struct Leave {
+    pub channel: String,
+}
+
+/// `publish` (also the body of `POST /api/publish`).
+#[derive(Debug, Deserialize)]
+pub struct Publish {
+    pub channel: String,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// `history` (also `GET /api/channels/{channel}/history`).
+#[derive(Debug, Clone)]
+pub struct History {
+    pub channel: String,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// `presence` (also `GET /api/channels/{channel}/presence`).
+#[derive(Debug, Clone)]
+pub struct Presence {
+    pub channel: String,
+}
+
+/// `typing`.
+#[derive(Debug, Clone)]
+pub struct Typing {
+    pub channel: String,
+}
+
+/// `read`: move the caller's read marker.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub channel: String,
+    pub seq: i64,
+}
+
+/// `edit`: replace the data of an own message.
+#[derive(Debug)]
+pub struct Edit {
+    pub channel: String,
+    pub seq: i64,
+    pub data: Box<RawValue>,
+}
+
+/// `delete`: an own message (any message for admins).
+#[derive(Debug, Clone)]
+pub struct Delete {
+    pub channel: String,
+    pub seq: i64,
+}
+
+/// `signal`: a frame for every connection of user `to`.
+#[derive(Debug)]
+pub struct Signal {
+    pub to: String,
+    pub call: String,
+    pub data: Box<RawValue>,
 }
 
 impl Op {
@@ -72,7 +112,7 @@ impl Op {
     pub fn is_costly(&self) -> bool {
         matches!(
             self,
-            Op::Publish { .. } | Op::Typing { .. } | Op::Edit { .. } | Op::Delete { .. } | Op::Signal { .. }
+            Op::Publish(_) | Op::Typing(_) | Op::Edit(_) | Op::Delete(_) | Op::Signal(_)
         )
     }
 }
@@ -205,54 +245,48 @@ impl Request {
             "auth" => Op::Auth {
                 token: string("token", w.token, 8192)?,
             },
-            "join" => Op::Join {
+            "join" => Op::Join(Join {
                 channel: ch()?,
                 since: opt_int("since", w.since)?,
                 epoch: opt_string("epoch", w.epoch, 64)?,
                 limit: opt_int("limit", w.limit)?,
-            },
-            "leave" => Op::Leave { channel: ch()? },
-            "publish" => Op::Publish {
+            }),
+            "leave" => Op::Leave(Leave { channel: ch()? }),
+            "publish" => Op::Publish(Publish {
                 channel: ch()?,
                 data: object("data", w.data)?,
                 client_id: match opt_string("client_id", w.client_id, 64)? {
                     Some(c) if c.is_empty() => return Err(AppError::bad_request("`client_id` must not be empty")),
                     c => c,
                 },
-            },
-            "history" => {
-                let (before, after) = (opt_int("before", w.before)?, opt_int("after", w.after)?);
-                if before.is_some() && after.is_some() {
-                    return Err(AppError::bad_request("give `before` or `after`, not both"));
-                }
-                Op::History {
-                    channel: ch()?,
-                    before,
-                    after,
-                    limit: opt_int("limit", w.limit)?,
-                }
-            }
-            "presence" => Op::Presence { channel: ch()? },
-            "typing" => Op::Typing { channel: ch()? },
-            "read" => Op::Read {
+            }),
+            "history" => Op::History(History {
+                channel: ch()?,
+                before: opt_int("before", w.before)?,
+                after: opt_int("after", w.after)?,
+                limit: opt_int("limit", w.limit)?,
+            }),
+            "presence" => Op::Presence(Presence { channel: ch()? }),
+            "typing" => Op::Typing(Typing { channel: ch()? }),
+            "read" => Op::Read(Read {
                 channel: ch()?,
                 seq: int("seq", w.seq)?,
-            },
+            }),
             "channels" => Op::Channels,
-            "edit" => Op::Edit {
+            "edit" => Op::Edit(Edit {
                 channel: ch()?,
                 seq: int("seq", w.seq)?,
                 data: object("data", w.data)?,
-            },
-            "delete" => Op::Delete {
+            }),
+            "delete" => Op::Delete(Delete {
                 channel: ch()?,
                 seq: int("seq", w.seq)?,
-            },
-            "signal" => Op::Signal {
+            }),
+            "signal" => Op::Signal(Signal {
                 to: string("to", w.to, 128)?,
                 call: string("call", w.call, 128)?,
                 data: object("data", w.data)?,
-            },
+            }),
             "ping" => Op::Ping,
             other => {
                 let shown: String = other.chars().take(32).collect();
@@ -279,11 +313,11 @@ mod tests {
         .unwrap();
         assert_eq!(r.id, Some(3));
         match r.op {
-            Op::Publish {
+            Op::Publish(Publish {
                 channel,
                 data,
                 client_id,
-            } => {
+            }) => {
                 assert_eq!(channel, "room:a");
                 assert_eq!(data.get(), r#"{"type":"text","text":"hi"}"#);
                 assert_eq!(client_id.as_deref(), Some("c1"));
@@ -314,6 +348,6 @@ mod tests {
     #[test]
     fn null_optional_params_are_absent() {
         let r = Request::parse(r#"{"id":1,"op":"join","channel":"room:a","since":null}"#).unwrap();
-        assert!(matches!(r.op, Op::Join { since: None, .. }));
+        assert!(matches!(r.op, Op::Join(Join { since: None, .. })));
     }
 }

@@ -6,7 +6,8 @@
 //!   the blocking thread pool, never on an async thread or inside an actor.
 //! * [`queries`] – the read side and the rare writes (accounts, rooms).
 //! * [`writer`] – the single writer thread that group-commits publishes, edits,
-//!   deletes, read markers and memberships, and hands results to the hub.
+//!   deletes, read markers and memberships, and reports what it committed into a
+//!   [`writer::CommitSink`] (storage knows nothing of its consumers).
 //!
 //! Queries go through diesel's `MultiConnection` ([`Conn`]), so one query builder
 //! serves both backends; they stay portable (no upserts: a unique violation is caught

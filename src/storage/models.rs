@@ -5,7 +5,11 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use serde_json::value::RawValue;
 
-use crate::protocol::{Message, UserRef};
+use crate::{
+    auth::Role,
+    error::{AppError, AppResult},
+    protocol::{Message, UserRef},
+};
 
 use super::schema::*;
 
@@ -23,6 +27,14 @@ pub struct UserRow {
 impl UserRow {
     pub fn user_ref(&self) -> UserRef {
         UserRef::new(self.uid.to_string(), self.name.as_str())
+    }
+
+    /// The stored role (a checked column: anything else is a corrupt row).
+    pub fn role(&self) -> AppResult<Role> {
+        self.role.parse().map_err(|e| {
+            log::error!("user {}: {e}", self.uid);
+            AppError::internal("corrupt user record")
+        })
     }
 }
 

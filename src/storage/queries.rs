@@ -11,10 +11,10 @@ use super::{
     Conn,
 };
 use crate::{
-    auth::Identity,
+    auth::{Identity, Role},
     channels::{Channel, Namespace},
     error::{AppError, AppResult},
-    protocol::{now_ms, Message, UserRef},
+    protocol::{now_ms, ChannelSummary, Message, UserRef},
 };
 
 /// Creates an account. A taken name (case-insensitive) is `bad_request`.
@@ -25,7 +25,7 @@ pub fn create_user(c: &mut Conn, name: &str, password_hash: &str) -> AppResult<U
             users::name.eq(name),
             users::name_lower.eq(&lower),
             users::password_hash.eq(password_hash),
-            users::role.eq("user"),
+            users::role.eq(crate::auth::Role::User.as_str()),
             users::created_at.eq(now_ms()),
         ))
         .execute(c);
@@ -35,6 +35,17 @@ pub fn create_user(c: &mut Conn, name: &str, password_hash: &str) -> AppResult<U
         Err(e) => return Err(e.into()),
     }
     find_user_by_name(c, name)?.ok_or_else(|| AppError::internal("user vanished after insert"))
+}
+
+/// A registered user by id (`uid` as a string); `None` for ids that are not
+/// registered here (users of an outside identity provider).
+pub fn find_user_by_id(c: &mut Conn, id: &str) -> AppResult<Option<UserRow>> {
+    let Ok(uid) = id.parse::<i64>() else { return Ok(None) };
+    Ok(users::table
+        .find(uid)
+        .select(UserRow::as_select())
+        .first(c)
+        .optional()?)
 }
 
 pub fn find_user_by_name(c: &mut Conn, name: &str) -> AppResult<Option<UserRow>> {
@@ -153,7 +164,7 @@ pub fn room_access(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<()> 
             }
         }
     };
-    if !room.private || who.role == crate::auth::Role::Admin || is_member(c, &ch.full, who.id())? {
+    if !room.private || who.role == Role::Admin || is_member(c, &ch.full, who.id())? {
         Ok(())
     } else {
         Err(AppError::forbidden(format!("not a member of {}", ch.full)))
@@ -306,15 +317,6 @@ pub fn join_snapshot(
             recovered: None,
         })
     })
-}
-
-/// One entry of the `channels` op.
-#[derive(Debug, Serialize)]
-pub struct ChannelSummary {
-    pub channel: String,
-    pub seq: i64,
-    pub unread: i64,
-    pub last: Option<Message>,
 }
 
 /// The rooms and DMs of a user with their top seq, unread count and last message.

@@ -1,5 +1,5 @@
-//! The built-in demo: ticks the simulators of [`super::demo`] and publishes what they
-//! produce through the same path real publishers use ([`crate::session::publish`]).
+//! The built-in demo publishers: tick the simulators of [`crate::feeds::demo`] and
+//! publish what they produce through the publish use case, like any publisher.
 
 use std::{
     sync::{
@@ -11,21 +11,19 @@ use std::{
 
 use serde_json::value::RawValue;
 
-use super::demo::{FleetSim, MatchSim, Publication, QuoteSim};
 use crate::{
     auth::{Identity, Role},
-    channels::{publish_access, Channel},
-    protocol::{now_ms, UserRef},
-    session::publish,
-    state::AppState,
-    storage::writer::Ack,
+    chat::{publish::publish, Chat},
+    conn::Ack,
+    feeds::demo::{FleetSim, MatchSim, Publication, QuoteSim},
+    protocol::{now_ms, request, UserRef},
 };
 
 /// Vehicles of the demo fleet.
 const VEHICLES: usize = 36;
 
 /// Starts the demo publishers on the current arbiter; they stop when `stop` is set.
-pub fn start(state: AppState, stop: Arc<AtomicBool>) {
+pub fn start(chat: Chat, stop: Arc<AtomicBool>) {
     let who = Identity {
         user: UserRef::new("demo", "Demo feeds"),
         role: Role::Publisher,
@@ -35,7 +33,7 @@ pub fn start(state: AppState, stop: Arc<AtomicBool>) {
     let mut quotes = QuoteSim::new(seed);
     run_every(
         Duration::from_millis(200),
-        state.clone(),
+        chat.clone(),
         who.clone(),
         stop.clone(),
         move |t| quotes.tick(t),
@@ -43,19 +41,19 @@ pub fn start(state: AppState, stop: Arc<AtomicBool>) {
     let mut matches = MatchSim::new(seed ^ 0x5eed);
     run_every(
         Duration::from_secs(1),
-        state.clone(),
+        chat.clone(),
         who.clone(),
         stop.clone(),
         move |t| matches.tick(t),
     );
     let mut fleet = FleetSim::new(seed ^ 0xf1ee7, VEHICLES);
-    run_every(Duration::from_secs(1), state, who, stop, move |t| fleet.tick(t));
+    run_every(Duration::from_secs(1), chat, who, stop, move |t| fleet.tick(t));
     log::info!("demo feeds on: ticker:*, sports:*, loc:veh-*");
 }
 
 fn run_every(
     period: Duration,
-    state: AppState,
+    chat: Chat,
     who: Identity,
     stop: Arc<AtomicBool>,
     mut tick: impl FnMut(i64) -> Vec<Publication> + 'static,
@@ -68,14 +66,15 @@ fn run_every(
                 break;
             }
             for p in tick(now_ms()) {
-                let Ok(ch) = Channel::parse(&p.channel) else { continue };
-                let Ok(access) = publish_access(&who, &ch) else {
-                    continue;
-                };
                 let Ok(data) = RawValue::from_string(p.data.to_string()) else {
                     continue;
                 };
-                publish(&state, ch, who.clone(), access, data.into(), None, Ack::None);
+                let req = request::Publish {
+                    channel: p.channel,
+                    data,
+                    client_id: None,
+                };
+                publish(&chat, &who, req, Ack::None);
             }
         }
     });

@@ -71,6 +71,12 @@ pub struct Outbox {
     max_bytes: usize,
 }
 
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
 impl Outbox {
     pub fn new(max_frames: usize, max_bytes: usize, fd: Option<i32>) -> Arc<Outbox> {
         Arc::new(Outbox {
@@ -213,9 +219,7 @@ impl Outbox {
         wake(&mut g);
         let notify = g.notify.take();
         drop(g);
-        if let Some(n) = notify {
-            n.do_send(OutboxClosed);
-        }
+        notify_closed(notify);
     }
 
     /// Is the connection closing or closed?
@@ -258,9 +262,7 @@ impl Outbox {
         }
         let notify = g.notify.take();
         drop(g);
-        if let Some(n) = notify {
-            n.do_send(OutboxClosed);
-        }
+        notify_closed(notify);
     }
 
     /// Encodes what is ready into one chunk.
@@ -303,6 +305,15 @@ impl Outbox {
             return Poll::Pending;
         }
         Poll::Ready(Some(out.freeze()))
+    }
+}
+
+/// Tells the session its connection ended. `do_send` (past the session's mailbox
+/// bound) on purpose: this must not be lost, and `notify` is taken, so it happens at
+/// most once per connection.
+fn notify_closed(notify: Option<Recipient<OutboxClosed>>) {
+    if let Some(n) = notify {
+        n.do_send(OutboxClosed);
     }
 }
 

@@ -1,0 +1,139 @@
+//! What travels between nodes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::protocol::{Message, PresenceMember, UserRef};
+
+/// A stored message on the wire between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub channel: Arc<str>,
+    pub seq: i64,
+    pub ts: i64,
+    pub from: UserRef,
+    pub data: Arc<RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Arc<str>>,
+}
+
+impl From<&Message> for WireMessage {
+    fn from(m: &Message) -> Self {
+        WireMessage {
+            channel: m.channel.clone(),
+            seq: m.seq,
+            ts: m.ts,
+            from: m.from.clone(),
+            data: m.data.clone(),
+            client_id: m.client_id.clone(),
+        }
+    }
+}
+
+impl From<WireMessage> for Message {
+    fn from(w: WireMessage) -> Message {
+        Message {
+            channel: w.channel,
+            seq: w.seq,
+            ts: w.ts,
+            from: w.from,
+            data: w.data,
+            client_id: w.client_id,
+            edited_ts: None,
+            deleted: false,
+        }
+    }
+}
+
+/// One event between nodes.
+/// (Externally tagged: raw JSON values cannot pass through serde's buffering of
+/// internally tagged or flattened representations.)
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusEvent {
+    /// A committed message of a stored channel.
+    Message(WireMessage),
+    Edit {
+        channel: Arc<str>,
+        seq: i64,
+        from: UserRef,
+        data: Arc<RawValue>,
+        edited_ts: i64,
+    },
+    Delete {
+        channel: Arc<str>,
+        seq: i64,
+    },
+    /// A value of an in-memory feed channel (each node keeps its own seq).
+    Feed {
+        channel: Arc<str>,
+        from: UserRef,
+        data: Arc<RawValue>,
+    },
+    Typing {
+        channel: Arc<str>,
+        user: UserRef,
+    },
+    /// A signal frame for every connection of user `to`.
+    Signal {
+        to: Arc<str>,
+        frame: Box<RawValue>,
+    },
+    /// Users who became present or absent on the sending node.
+    Presence {
+        channel: Arc<str>,
+        joined: Vec<UserRef>,
+        left: Vec<UserRef>,
+    },
+    /// Everyone present on the sending node (periodic, and the answer to an ask).
+    PresenceState {
+        channel: Arc<str>,
+        users: Vec<PresenceMember>,
+    },
+    /// A node started watching the channel: others answer with their state.
+    PresenceAsk {
+        channel: Arc<str>,
+    },
+}
+
+impl BusEvent {
+    /// The channel the event is about (`None` for per-user events).
+    pub fn channel(&self) -> Option<&Arc<str>> {
+        match self {
+            BusEvent::Signal { .. } => None,
+            BusEvent::Message(m) => Some(&m.channel),
+            BusEvent::Edit { channel, .. }
+            | BusEvent::Delete { channel, .. }
+            | BusEvent::Feed { channel, .. }
+            | BusEvent::Typing { channel, .. }
+            | BusEvent::Presence { channel, .. }
+            | BusEvent::PresenceState { channel, .. }
+            | BusEvent::PresenceAsk { channel } => Some(channel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_raw_json() {
+        let data: Arc<RawValue> = RawValue::from_string(r#"{"text":"hi","n":1.50}"#.into())
+            .unwrap()
+            .into();
+        let ev = BusEvent::Feed {
+            channel: "ticker:A".into(),
+            from: UserRef::new("1", "a"),
+            data,
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        let back: BusEvent = serde_json::from_str(&json).unwrap();
+        match back {
+            BusEvent::Feed { data, .. } => assert_eq!(data.get(), r#"{"text":"hi","n":1.50}"#),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Accounts of this server: registration and login (argon2 password hashes). Tokens
+//! for the account are issued by the caller's adapter (HTTP sets a cookie too).
+
+use super::Chat;
+use crate::{
+    auth::{hash_password, verify_password, Role},
+    error::{AppError, AppResult},
+    protocol::UserRef,
+    storage::queries,
+};
+
+/// A registered user.
+pub struct Account {
+    pub user: UserRef,
+    pub role: Role,
+}
+
+fn valid_name(name: &str) -> AppResult<()> {
+    let ok =
+        !name.is_empty() && name.len() <= 32 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "names are 1 to 32 characters of A-Z, a-z, 0-9, _ . -",
+        ))
+    }
+}
+
+fn valid_password(pw: &str) -> AppResult<()> {
+    if (8..=256).contains(&pw.len()) {
+        Ok(())
+    } else {
+        Err(AppError::bad_request("passwords are 8 to 256 bytes"))
+    }
+}
+
+/// Registers a new account; `client` is the caller's address (rate limit key).
+pub async fn register(chat: Chat, client: &str, name: String, password: String) -> AppResult<Account> {
+    if !chat.limits.registrations.take(client) {
+        return Err(AppError::rate_limited(
+            "too many registrations from this address, try later",
+        ));
+    }
+    let name = name.trim().to_string();
+    valid_name(&name)?;
+    valid_password(&password)?;
+    let row = chat
+        .db
+        .run(move |c| {
+            if queries::find_user_by_name(c, &name)?.is_some() {
+                return Err(AppError::bad_request("that name is already taken"));
+            }
+            let hash = hash_password(&password)?;
+            queries::create_user(c, &name, &hash)
+        })
+        .await?;
+    Ok(Account {
+        user: row.user_ref(),
+        role: row.role()?,
+    })
+}
+
+/// Checks a name and password; `client` is the caller's address. Every attempt counts
+/// against the limits of the address and of the account name before the password is
+/// hashed, so guessing costs the guesser, not the server.
+pub async fn login(chat: Chat, client: &str, name: String, password: String) -> AppResult<Account> {
+    let wrong = || AppError::unauthorized("wrong name or password");
+    if name.len() > 64 || password.len() > 256 {
+        return Err(wrong());
+    }
+    let by_name = format!("name:{}", name.trim().to_lowercase());
+    if !chat.limits.logins.take(client) || !chat.limits.logins.take(&by_name) {
+        return Err(AppError::rate_limited("too many failed logins, try again in a minute"));
+    }
+    let row = chat
+        .db
+        .run(move |c| {
+            let row = queries::find_user_by_name(c, name.trim())?;
+            match row {
+                Some(r) if verify_password(&password, &r.password_hash) => Ok(r),
+                Some(_) => Err(wrong()),
+                None => {
+                    // Same work as a real check, so timing does not reveal names.
+                    let _ = verify_password(&password, dummy_hash());
+                    Err(wrong())
+                }
+            }
+        })
+        .await;
+    let row = row?;
+    Ok(Account {
+        user: row.user_ref(),
+        role: row.role()?,
+    })
+}
+
+/// A real hash of a random password, verified against for unknown names.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password(&hex::encode(rand::random::<[u8; 16]>())).unwrap_or_default())
+}

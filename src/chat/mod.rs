@@ -1,0 +1,87 @@
+//! The use cases: every operation a client can ask for, whatever the way in. The
+//! WebSocket session, the HTTP routes and the demo publishers call these functions;
+//! none of them reaches into the hub or storage on its own.
+//!
+//! One file per family of operations, each taking typed input (the command structs of
+//! [`crate::protocol::request`]) and the caller's [`Identity`], and returning a typed
+//! result ([`crate::protocol::replies`]):
+//!
+//! * [`publish`] – publish into any channel (stored, or a last-value feed).
+//! * [`join`] – join (admission, subscription, snapshot) and leave.
+//! * [`history`] – scroll-back.
+//! * [`presence`] – who is present.
+//! * [`edit`] – edit and delete messages.
+//! * [`read`] – read markers and the caller's channel list with unread counts.
+//! * [`typing`] – typing indicators.
+//! * [`signal`] – per-user signals (call setup).
+//! * [`rooms`] – creating and listing rooms, adding members, finding users.
+//! * [`accounts`] – registration and login.
+//! * [`locations`] – "who is near" and stored tracks.
+//!
+//! Writes that complete elsewhere (the writer commits, a hub shard fans out) take an
+//! [`crate::conn::Ack`] for their result, so that a WebSocket reply stays ahead of the
+//! events it caused; the rest are `async` functions returning their result.
+
+pub mod accounts;
+pub mod edit;
+pub mod history;
+pub mod join;
+pub mod locations;
+pub mod presence;
+pub mod publish;
+pub mod read;
+pub mod rooms;
+pub mod signal;
+pub mod typing;
+
+use std::sync::Arc;
+
+use crate::{
+    auth::{Auth, Identity},
+    channels::{read_access, Access, Channel},
+    config::Settings,
+    error::AppResult,
+    feeds::Feeds,
+    hub::Hub,
+    limit::KeyedLimiter,
+    storage::{writer::WriterHandle, Db},
+};
+
+/// Everything the use cases need. Cheap to clone (`Arc`s inside).
+#[derive(Clone)]
+pub struct Chat {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub writer: WriterHandle,
+    pub hub: Hub,
+    pub feeds: Arc<Feeds>,
+    pub auth: Auth,
+    pub limits: Arc<Limits>,
+}
+
+/// The limits of the account operations.
+pub struct Limits {
+    /// Login attempts per client address and per account name (guessing).
+    pub logins: KeyedLimiter,
+    /// Registrations per client address.
+    pub registrations: KeyedLimiter,
+}
+
+impl Limits {
+    pub fn new(settings: &Settings) -> Limits {
+        Limits {
+            logins: KeyedLimiter::per_minute(settings.login_failures_per_min),
+            registrations: KeyedLimiter::per_minute(settings.registrations_per_min),
+        }
+    }
+}
+
+impl Chat {
+    /// Parses a channel name and checks that `who` may read it (join, history,
+    /// presence), as far as that needs no storage.
+    fn readable(&self, who: &Identity, channel: &str) -> AppResult<(Channel, Access)> {
+        let ch = Channel::parse(channel)?;
+        let access = read_access(who, &ch, self.settings.anonymous())?;
+        Ok((ch, access))
+    }
+}

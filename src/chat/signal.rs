@@ -1,0 +1,44 @@
+//! `signal`: a frame for every connection of another user (call setup), on this node
+//! and the others; nothing is stored. Only between users who share a room or a DM.
+
+use serde_json::value::RawValue;
+
+use super::Chat;
+use crate::{
+    auth::Identity,
+    broker::BusEvent,
+    channels::valid_user_id,
+    error::{AppError, AppResult},
+    protocol::{request, request::check_data, signal_event, Empty},
+    storage::queries,
+};
+
+/// Delivers `req.data` to every connection of user `req.to`.
+pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResult<Empty> {
+    if who.anonymous {
+        return Err(AppError::forbidden("anonymous connections cannot signal"));
+    }
+    if !valid_user_id(&req.to) {
+        return Err(AppError::bad_request("bad `to`"));
+    }
+    if *req.to == *who.user.id {
+        return Err(AppError::bad_request("cannot signal yourself"));
+    }
+    check_data(&req.data, chat.settings.max_message_bytes)?;
+    let (me, peer) = (who.user.id.clone(), req.to.clone());
+    if !chat.db.run(move |c| queries::share_a_channel(c, &me, &peer)).await? {
+        return Err(AppError::forbidden("you share no room or DM with that user"));
+    }
+    let frame = signal_event(&who.user, &req.call, &req.data);
+    for c in chat.hub.registry.connections(&req.to) {
+        c.outbox.push(frame.clone());
+    }
+    // The user's connections on other nodes.
+    if let Ok(frame) = RawValue::from_string(String::from_utf8_lossy(&frame).into_owned()) {
+        chat.hub.publish(BusEvent::Signal {
+            to: req.to.as_str().into(),
+            frame,
+        });
+    }
+    Ok(Empty {})
+}

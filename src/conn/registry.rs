@@ -1,0 +1,129 @@
+//! [`ConnHandle`] and the [`Registry`] of live connections by user.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
+};
+
+use super::Outbox;
+use crate::protocol::UserRef;
+
+/// One WebSocket connection as the hub and the use cases see it.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// Unique per process.
+    pub id: u64,
+    pub user: UserRef,
+    pub outbox: Arc<Outbox>,
+}
+
+type UserConns = HashMap<Arc<str>, Vec<Arc<ConnHandle>>>;
+
+/// Registry buckets (locks), so that connects and disconnects of different users
+/// rarely contend.
+const BUCKETS: usize = 16;
+
+/// user id → live connections, for per-user delivery (`signal`) and shutdown. It holds
+/// exactly the authenticated connections: each adds itself once and removes itself
+/// when it ends, so it is bounded by the number of open connections.
+#[derive(Default)]
+pub struct Registry {
+    buckets: [RwLock<UserConns>; BUCKETS],
+    /// Live connections.
+    live: AtomicUsize,
+    /// Most live connections since the last [`Registry::take_high_water`].
+    high: AtomicUsize,
+}
+
+impl Registry {
+    fn bucket(&self, user: &str) -> &RwLock<UserConns> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        &self.buckets[(h.finish() % BUCKETS as u64) as usize]
+    }
+
+    pub fn add(&self, conn: Arc<ConnHandle>) {
+        let mut b = self.bucket(&conn.user.id).write().unwrap_or_else(|p| p.into_inner());
+        b.entry(conn.user.id.clone()).or_default().push(conn);
+        let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
+        self.high.fetch_max(live, Ordering::Relaxed);
+    }
+
+    pub fn remove(&self, user: &str, conn_id: u64) {
+        let mut b = self.bucket(user).write().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = b.get_mut(user) {
+            let before = v.len();
+            v.retain(|c| c.id != conn_id);
+            if v.len() < before {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            if v.is_empty() {
+                b.remove(user);
+            }
+        }
+    }
+
+    /// (most live connections since the last call, live connections now); resets the
+    /// high-water mark to now.
+    pub fn take_high_water(&self) -> (usize, usize) {
+        let live = self.live.load(Ordering::Relaxed);
+        (self.high.swap(live, Ordering::Relaxed).max(live), live)
+    }
+
+    pub fn connections(&self, user: &str) -> Vec<Arc<ConnHandle>> {
+        let b = self.bucket(user).read().unwrap_or_else(|p| p.into_inner());
+        b.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Every live connection.
+    pub fn all(&self) -> Vec<Arc<ConnHandle>> {
+        self.buckets
+            .iter()
+            .flat_map(|b| {
+                b.read()
+                    .map(|m| m.values().flatten().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Live connections in total.
+    pub fn count(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(id: u64, user: &str) -> Arc<ConnHandle> {
+        Arc::new(ConnHandle {
+            id,
+            user: UserRef::new(user, user),
+            outbox: Outbox::new(8, 1024, None),
+        })
+    }
+
+    #[test]
+    fn add_remove_count() {
+        let r = Registry::default();
+        r.add(conn(1, "a"));
+        r.add(conn(2, "a"));
+        r.add(conn(3, "b"));
+        assert_eq!(r.count(), 3);
+        assert_eq!(r.connections("a").len(), 2);
+        r.remove("a", 1);
+        r.remove("a", 1);
+        assert_eq!(r.count(), 2);
+        assert_eq!(r.take_high_water(), (3, 2));
+        assert_eq!(r.take_high_water(), (2, 2));
+        r.remove("a", 2);
+        assert!(r.connections("a").is_empty());
+        assert_eq!(r.all().len(), 1);
+    }
+}

@@ -1,0 +1,81 @@
+//! Rate limits, as GCRA limiters of the `governor` crate: [`Limiter`] for one
+//! connection's requests and writes, [`KeyedLimiter`] per client address or account
+//! name for the account endpoints.
+
+use std::{num::NonZeroU32, time::Duration};
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// A quota of `per_second` events a second with bursts of `burst`.
+fn quota(per_second: f64, burst: f64) -> Quota {
+    let per_second = if per_second.is_finite() && per_second > 0.0 {
+        per_second
+    } else {
+        1.0
+    };
+    let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(burst.clamp(1.0, u32::MAX as f64) as u32).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period)
+        .expect("a non-zero period")
+        .allow_burst(burst)
+}
+
+/// One limiter (a connection's requests, or its writes).
+pub struct Limiter(DefaultDirectRateLimiter);
+
+impl Limiter {
+    /// `per_second` events a second, in bursts of up to `burst`.
+    pub fn new(per_second: f64, burst: f64) -> Limiter {
+        Limiter(RateLimiter::direct(quota(per_second, burst)))
+    }
+
+    /// Takes one event; false when over the limit.
+    pub fn take(&self) -> bool {
+        self.0.check().is_ok()
+    }
+}
+
+/// Keys tracked before idle ones are swept.
+const MAX_KEYS: usize = 100_000;
+
+/// A limiter per key (client address, account name). Memory: at most [`MAX_KEYS`]
+/// keys; overflow policy: keys whose budget is full again (idle) are swept first, and
+/// a key beyond the bound still gets its own state (the sweep runs again on the next
+/// new key), so the map stays near the number of recently active keys.
+pub struct KeyedLimiter(DefaultKeyedRateLimiter<String>);
+
+impl KeyedLimiter {
+    /// `per_minute` events a minute per key, in bursts of up to `per_minute`.
+    pub fn per_minute(per_minute: u32) -> KeyedLimiter {
+        let n = per_minute.max(1) as f64;
+        KeyedLimiter(RateLimiter::keyed(quota(n / 60.0, n)))
+    }
+
+    /// Takes one event for `key`; false when over the limit.
+    pub fn take(&self, key: &str) -> bool {
+        if self.0.len() >= MAX_KEYS {
+            self.0.retain_recent();
+        }
+        self.0.check_key(&key.to_string()).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_limit_allows_the_burst() {
+        let l = Limiter::new(5.0, 10.0);
+        let ok = (0..50).filter(|_| l.take()).count();
+        assert!((10..=11).contains(&ok), "{ok}");
+    }
+
+    #[test]
+    fn keyed_limits_per_key() {
+        let l = KeyedLimiter::per_minute(3);
+        assert!(l.take("a") && l.take("a") && l.take("a"));
+        assert!(!l.take("a"));
+        assert!(l.take("b"));
+    }
+}

@@ -1,0 +1,358 @@
+//! The body of one group-commit transaction: each queued operation applied in order,
+//! with its outcome recorded as an [`Effect`] (acks are sent only after the commit).
+
+use std::{collections::HashMap, sync::Arc};
+
+use diesel::prelude::*;
+
+use super::{AppendReq, MemberCache, MemberKey, WriteOp};
+use crate::{
+    auth::{Identity, Role},
+    channels::{Channel, Storage},
+    error::{AppError, ErrorCode},
+    protocol::{now_ms, Message, UserRef},
+    storage::{queries, schema::*, Conn},
+};
+
+/// What one operation did inside the transaction.
+pub(super) enum Effect {
+    Stored(Message),
+    Duplicate {
+        seq: i64,
+        ts: i64,
+    },
+    Edited {
+        from: UserRef,
+        edited_ts: i64,
+    },
+    Deleted,
+    Refused(AppError),
+    /// Succeeded; the reply (if any) is `{}`.
+    Done,
+}
+
+/// (channel, sender, client_id) of a message stored in the current batch.
+type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
+
+/// State of one transaction while its operations are applied.
+struct Txn<'a> {
+    /// Locked seq counters: channel → (top seq, epoch).
+    tops: HashMap<Arc<str>, (i64, String)>,
+    /// Messages with a `client_id` stored earlier in this batch.
+    dedupe: HashMap<DedupeKey, (i64, i64)>,
+    /// Memberships known before the batch.
+    known: &'a MemberCache,
+    /// Memberships this batch stored.
+    stored_members: Vec<MemberKey>,
+}
+
+impl Txn<'_> {
+    fn is_member(&self, key: &MemberKey) -> bool {
+        self.known.contains(key) || self.stored_members.contains(key)
+    }
+}
+
+/// Applies a batch inside one transaction; returns one effect per op and the
+/// memberships it stored.
+pub(super) fn apply(
+    c: &mut Conn,
+    batch: &[WriteOp],
+    known: &MemberCache,
+) -> diesel::QueryResult<(Vec<Effect>, Vec<MemberKey>)> {
+    // Lock every channel that gets messages, in name order (no deadlocks between nodes).
+    let mut chans: Vec<&Arc<str>> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Append(r) => Some(&r.channel.full),
+            _ => None,
+        })
+        .collect();
+    chans.sort();
+    chans.dedup();
+    let mut t = Txn {
+        tops: HashMap::with_capacity(chans.len()),
+        dedupe: HashMap::new(),
+        known,
+        stored_members: Vec::new(),
+    };
+    for ch in chans {
+        t.tops.insert(ch.clone(), lock_top(c, ch)?);
+    }
+    let mut effects = Vec::with_capacity(batch.len());
+    for op in batch {
+        effects.push(match op {
+            WriteOp::Append(req) => append(c, &mut t, req)?,
+            WriteOp::Edit {
+                channel,
+                seq,
+                who,
+                data,
+                ..
+            } => match own_message(c, channel, *seq, who, false)? {
+                Err(e) => Effect::Refused(e),
+                Ok(author) => {
+                    let now = now_ms();
+                    diesel::update(messages::table.find((&*channel.full, *seq)))
+                        .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
+                        .execute(c)?;
+                    Effect::Edited {
+                        from: author,
+                        edited_ts: now,
+                    }
+                }
+            },
+            WriteOp::Delete { channel, seq, who, .. } => match own_message(c, channel, *seq, who, true)? {
+                Err(e) => Effect::Refused(e),
+                Ok(_) => {
+                    diesel::update(messages::table.find((&*channel.full, *seq)))
+                        .set((messages::deleted.eq(true), messages::data.eq("{}")))
+                        .execute(c)?;
+                    Effect::Deleted
+                }
+            },
+            WriteOp::Read {
+                channel, user_id, seq, ..
+            } => {
+                read_marker(c, &channel.full, user_id, *seq)?;
+                Effect::Done
+            }
+            WriteOp::Admit {
+                channel,
+                who,
+                check_room,
+                ..
+            } => admit(c, &mut t, channel, who, *check_room)?,
+            WriteOp::LastValue { channel, msg, track } => {
+                last_value(c, channel, msg, *track)?;
+                Effect::Done
+            }
+            WriteOp::Stop => Effect::Done,
+        });
+    }
+    for (ch, (seq, _)) in &t.tops {
+        diesel::update(channels::table.find(&**ch))
+            .set(channels::seq.eq(*seq))
+            .execute(c)?;
+    }
+    Ok((effects, t.stored_members))
+}
+
+/// The room access check inside the transaction: a refusal is the op's effect, while
+/// storage failing aborts the whole batch (nothing is stored, every op gets
+/// `unavailable`).
+fn room_check(c: &mut Conn, ch: &Channel, who: &Identity) -> diesel::QueryResult<Result<(), AppError>> {
+    match queries::room_access(c, ch, who) {
+        Err(e) if e.code == ErrorCode::Unavailable => Err(diesel::result::Error::RollbackTransaction),
+        r => Ok(r),
+    }
+}
+
+fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Effect> {
+    if req.check_room {
+        if let Err(e) = room_check(c, &req.channel, &req.who)? {
+            return Ok(Effect::Refused(e));
+        }
+    }
+    let ch = &req.channel.full;
+    let sender = &req.who.user;
+    if let Some(cid) = &req.client_id {
+        let key = (ch.clone(), sender.id.clone(), cid.clone());
+        let found = match t.dedupe.get(&key) {
+            Some(v) => Some(*v),
+            None => messages::table
+                .filter(messages::channel.eq(&**ch))
+                .filter(messages::sender_id.eq(&*sender.id))
+                .filter(messages::client_id.eq(&**cid))
+                .select((messages::seq, messages::ts))
+                .first::<(i64, i64)>(c)
+                .optional()?,
+        };
+        if let Some((seq, ts)) = found {
+            return Ok(Effect::Duplicate { seq, ts });
+        }
+    }
+    let top = t.tops.get_mut(ch).expect("locked at the start of the batch");
+    top.0 += 1;
+    let seq = top.0;
+    let ts = now_ms();
+    diesel::insert_into(messages::table)
+        .values((
+            messages::channel.eq(&**ch),
+            messages::seq.eq(seq),
+            messages::ts.eq(ts),
+            messages::sender_id.eq(&*sender.id),
+            messages::sender_name.eq(&*sender.name),
+            messages::client_id.eq(req.client_id.as_deref()),
+            messages::data.eq(req.data.get()),
+            messages::deleted.eq(false),
+        ))
+        .execute(c)?;
+    if let Some(cid) = &req.client_id {
+        t.dedupe.insert((ch.clone(), sender.id.clone(), cid.clone()), (seq, ts));
+    }
+    // Both ends of a DM belong to it from its first message on.
+    if let Some((a, b)) = req.channel.dm_pair() {
+        for id in [a, b] {
+            let key: MemberKey = (ch.clone(), id.into());
+            if !t.is_member(&key) {
+                let name = if id == &*sender.id {
+                    sender.name.clone()
+                } else {
+                    id.into()
+                };
+                queries::add_member(
+                    c,
+                    ch,
+                    &UserRef {
+                        id: key.1.clone(),
+                        name,
+                    },
+                )?;
+                t.stored_members.push(key);
+            }
+        }
+    }
+    Ok(Effect::Stored(Message {
+        channel: ch.clone(),
+        seq,
+        ts,
+        from: sender.clone(),
+        data: req.data.clone(),
+        client_id: req.client_id.clone(),
+        edited_ts: None,
+        deleted: false,
+    }))
+}
+
+/// Admits a user to a room or DM before a join: the room access check (creating a
+/// missing public room) and the membership record.
+fn admit(c: &mut Conn, t: &mut Txn, ch: &Channel, who: &Identity, check_room: bool) -> diesel::QueryResult<Effect> {
+    let key = (ch.full.clone(), who.user.id.clone());
+    let known = t.is_member(&key);
+    // A known member of a room passed this check before (members are never removed),
+    // so only newcomers cost a query.
+    if check_room && !known {
+        if let Err(e) = room_check(c, ch, who)? {
+            return Ok(Effect::Refused(e));
+        }
+    }
+    if !known && !who.anonymous {
+        queries::add_member(c, &ch.full, &who.user)?;
+        t.stored_members.push(key);
+    }
+    Ok(Effect::Done)
+}
+
+/// Moves a read marker forward (never back).
+fn read_marker(c: &mut Conn, channel: &str, user_id: &str, seq: i64) -> diesel::QueryResult<()> {
+    let mine = read_markers::table
+        .filter(read_markers::user_id.eq(user_id))
+        .filter(read_markers::channel.eq(channel));
+    let current: Option<i64> = mine.select(read_markers::seq).first(c).optional()?;
+    match current {
+        Some(cur) if cur >= seq => {}
+        Some(_) => {
+            diesel::update(mine).set(read_markers::seq.eq(seq)).execute(c)?;
+        }
+        None => {
+            diesel::insert_into(read_markers::table)
+                .values((
+                    read_markers::user_id.eq(user_id),
+                    read_markers::channel.eq(channel),
+                    read_markers::seq.eq(seq),
+                ))
+                .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the newest value of a durable last-value channel, and a track point.
+fn last_value(c: &mut Conn, ch: &Channel, msg: &Message, track: Option<(f64, f64)>) -> diesel::QueryResult<()> {
+    let updated = diesel::update(last_values::table.find(&*ch.full))
+        .set((
+            last_values::seq.eq(msg.seq),
+            last_values::ts.eq(msg.ts),
+            last_values::sender_id.eq(&*msg.from.id),
+            last_values::sender_name.eq(&*msg.from.name),
+            last_values::data.eq(msg.data.get()),
+        ))
+        .execute(c)?;
+    if updated == 0 {
+        diesel::insert_into(last_values::table)
+            .values((
+                last_values::channel.eq(&*ch.full),
+                last_values::seq.eq(msg.seq),
+                last_values::ts.eq(msg.ts),
+                last_values::sender_id.eq(&*msg.from.id),
+                last_values::sender_name.eq(&*msg.from.name),
+                last_values::data.eq(msg.data.get()),
+            ))
+            .execute(c)?;
+    }
+    if let Some((lat, lon)) = track {
+        diesel::insert_into(track_points::table)
+            .values((
+                track_points::entity.eq(ch.name()),
+                track_points::ts.eq(msg.ts),
+                track_points::lat.eq(lat),
+                track_points::lon.eq(lon),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Locks the seq counter of `channel` for this transaction (creating it) and returns
+/// its top seq and epoch. Other nodes' writers wait on the lock, so seqs stay
+/// gap-free and unique across nodes.
+fn lock_top(c: &mut Conn, channel: &str) -> diesel::QueryResult<(i64, String)> {
+    let locked = diesel::update(channels::table.find(channel))
+        .set(channels::seq.eq(channels::seq))
+        .execute(c)?;
+    if locked == 0 {
+        let epoch = hex::encode(rand::random::<[u8; 4]>());
+        diesel::insert_into(channels::table)
+            .values((
+                channels::name.eq(channel),
+                channels::seq.eq(0i64),
+                channels::epoch.eq(&epoch),
+            ))
+            .execute(c)?;
+    }
+    channels::table
+        .find(channel)
+        .select((channels::seq, channels::epoch))
+        .first(c)
+}
+
+/// Finds message `seq` and checks that `who` may change it (author; admins may delete).
+fn own_message(
+    c: &mut Conn,
+    ch: &Channel,
+    seq: i64,
+    who: &Identity,
+    deleting: bool,
+) -> diesel::QueryResult<Result<UserRef, AppError>> {
+    if ch.policy().storage != Storage::Every {
+        return Ok(Err(AppError::bad_request(format!(
+            "{} keeps no editable messages",
+            ch.full
+        ))));
+    }
+    let row: Option<(String, String, bool)> = messages::table
+        .find((&*ch.full, seq))
+        .select((messages::sender_id, messages::sender_name, messages::deleted))
+        .first(c)
+        .optional()?;
+    Ok(match row {
+        None | Some((_, _, true)) => Err(AppError::not_found(format!("no message {seq} in {}", ch.full))),
+        Some((sid, sname, false)) => {
+            if sid == *who.user.id || (deleting && who.role == Role::Admin) {
+                Ok(UserRef::new(sid, sname))
+            } else {
+                Err(AppError::forbidden("only the author may change a message"))
+            }
+        }
+    })
+}

@@ -1,0 +1,334 @@
+//! The writer: one thread with its own connection that drains a bounded queue of
+//! write operations and commits many of them in one transaction (group commit).
+//!
+//! While one transaction is being committed (fsync), new requests queue up, so the
+//! batch size follows the load by itself. A publish is acknowledged only after its
+//! transaction committed. The writer knows nothing of who consumes its commits: the
+//! committed messages, edits and deletes (each still carrying its acknowledgement) go
+//! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
+
+mod apply;
+
+use std::{
+    collections::HashSet,
+    sync::{mpsc, Arc},
+    thread,
+};
+
+use diesel::Connection;
+use serde_json::value::RawValue;
+
+use self::apply::{apply, Effect};
+use super::Conn;
+use crate::{
+    auth::Identity,
+    channels::{Channel, Namespace},
+    conn::Ack,
+    error::AppError,
+    protocol::{Empty, Message, PublishOk, UserRef},
+};
+
+/// A message to store.
+pub struct AppendReq {
+    pub channel: Channel,
+    pub who: Identity,
+    /// The room access check still has to be made (publish into `room:`).
+    pub check_room: bool,
+    pub data: Arc<RawValue>,
+    pub client_id: Option<Arc<str>>,
+    pub ack: Ack<PublishOk>,
+}
+
+/// Everything the writer does.
+pub enum WriteOp {
+    Append(AppendReq),
+    Edit {
+        channel: Channel,
+        seq: i64,
+        who: Identity,
+        data: Arc<RawValue>,
+        ack: Ack<Empty>,
+    },
+    Delete {
+        channel: Channel,
+        seq: i64,
+        who: Identity,
+        ack: Ack<Empty>,
+    },
+    /// Read marker (only ever moves forward).
+    Read {
+        channel: Channel,
+        user_id: Arc<str>,
+        seq: i64,
+        ack: Ack<Empty>,
+    },
+    /// Admit a user to a room or DM before a join: the room access check (creating a
+    /// missing public room) and recording the membership, batched with other writes.
+    Admit {
+        channel: Channel,
+        who: Identity,
+        check_room: bool,
+        ack: Ack<Empty>,
+    },
+    /// Newest value of a durable last-value channel, optionally with a track point.
+    LastValue {
+        channel: Channel,
+        msg: Message,
+        track: Option<(f64, f64)>,
+    },
+    /// Commit what is queued before this, then end the writer thread.
+    Stop,
+}
+
+impl WriteOp {
+    /// Answers the op's requester with an error (nothing was stored).
+    fn fail(self, e: AppError) {
+        match self {
+            WriteOp::Append(r) => r.ack.err(e),
+            WriteOp::Edit { ack, .. }
+            | WriteOp::Delete { ack, .. }
+            | WriteOp::Read { ack, .. }
+            | WriteOp::Admit { ack, .. } => ack.err(e),
+            WriteOp::LastValue { channel, .. } => {
+                log::warn!("dropped the last value of {}: {}", channel.full, e.message)
+            }
+            WriteOp::Stop => {}
+        }
+    }
+}
+
+/// A write the writer committed, to be fanned out and acknowledged.
+pub enum Commit {
+    Message {
+        ns: Namespace,
+        msg: Message,
+        ack: Ack<PublishOk>,
+    },
+    Edit {
+        channel: Arc<str>,
+        seq: i64,
+        from: UserRef,
+        data: Arc<RawValue>,
+        edited_ts: i64,
+        ack: Ack<Empty>,
+    },
+    Delete {
+        channel: Arc<str>,
+        seq: i64,
+        ack: Ack<Empty>,
+    },
+}
+
+impl Commit {
+    pub fn channel(&self) -> &Arc<str> {
+        match self {
+            Commit::Message { msg, .. } => &msg.channel,
+            Commit::Edit { channel, .. } | Commit::Delete { channel, .. } => channel,
+        }
+    }
+}
+
+/// Where the writer reports what it committed, in commit order, once per batch. Runs
+/// on the writer thread: it may wait for room downstream (that backpressure fills the
+/// writer's own bounded queue, where new writes are then refused), but must not wait
+/// on the writer.
+pub trait CommitSink: Send + 'static {
+    fn committed(&mut self, commits: Vec<Commit>);
+}
+
+/// The sending side, shared by every component that writes.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::SyncSender<WriteOp>,
+}
+
+/// The receiving side, handed to [`start`].
+pub struct WriterQueue(mpsc::Receiver<WriteOp>);
+
+/// The writer's bounded queue (`len` operations). The handle can be given out before
+/// the writer thread starts.
+pub fn queue(len: usize) -> (WriterHandle, WriterQueue) {
+    let (tx, rx) = mpsc::sync_channel(len.max(16));
+    (WriterHandle { tx }, WriterQueue(rx))
+}
+
+impl WriterHandle {
+    /// Queues an operation. Overflow policy: a full queue refuses at once and the op's
+    /// requester gets `unavailable` (nothing stored); background writes are dropped
+    /// with a warning.
+    pub fn submit(&self, op: WriteOp) {
+        if let Err(e) = self.tx.try_send(op) {
+            let (op, e) = match e {
+                mpsc::TrySendError::Full(op) => (op, AppError::unavailable("storage is overloaded, try again")),
+                mpsc::TrySendError::Disconnected(op) => (op, AppError::unavailable("storage is shutting down")),
+            };
+            op.fail(e);
+        }
+    }
+
+    /// Asks the writer to finish what is queued and stop (waits for queue space).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(WriteOp::Stop);
+    }
+}
+
+/// Starts the writer thread on `queue`. It ends (after draining its queue) on
+/// [`WriterHandle::shutdown`] or when every handle is dropped; join the returned
+/// handle to wait for that.
+pub fn start(conn: Conn, queue: WriterQueue, sink: Box<dyn CommitSink>, batch_max: usize) -> thread::JoinHandle<()> {
+    let rx = queue.0;
+    let mut w = Writer {
+        conn,
+        sink,
+        batch_max: batch_max.max(1),
+        members: MemberCache::default(),
+    };
+    thread::Builder::new()
+        .name("chat-writer".into())
+        .spawn(move || {
+            let mut stopping = false;
+            while let Ok(first) = rx.recv() {
+                let mut batch = Vec::with_capacity(64);
+                let mut next = Some(first);
+                while let Some(op) = next.take() {
+                    if matches!(op, WriteOp::Stop) {
+                        stopping = true;
+                        break;
+                    }
+                    batch.push(op);
+                    if batch.len() < w.batch_max {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if !batch.is_empty() {
+                    w.commit(batch);
+                }
+                if stopping {
+                    break;
+                }
+            }
+            log::info!("writer stopped");
+        })
+        .expect("spawn writer thread")
+}
+
+/// (channel, user id) of a stored membership.
+type MemberKey = (Arc<str>, Arc<str>);
+
+/// Most memberships the writer remembers as stored.
+const MEMBER_CACHE_MAX: usize = 100_000;
+
+/// (channel, user) pairs known to be stored in `memberships`. They are never deleted,
+/// so the cache stays true with several nodes. Bounded by [`MEMBER_CACHE_MAX`];
+/// overflow policy: the cache is emptied (a miss costs one query, and the working set
+/// refills it).
+#[derive(Default)]
+struct MemberCache(HashSet<MemberKey>);
+
+impl MemberCache {
+    fn contains(&self, key: &MemberKey) -> bool {
+        self.0.contains(key)
+    }
+
+    fn extend(&mut self, keys: Vec<MemberKey>) {
+        if self.0.len() + keys.len() > MEMBER_CACHE_MAX {
+            self.0.clear();
+        }
+        self.0.extend(keys);
+    }
+}
+
+struct Writer {
+    conn: Conn,
+    sink: Box<dyn CommitSink>,
+    batch_max: usize,
+    members: MemberCache,
+}
+
+/// Attempts of a batch that failed on a conflict with another node (unique
+/// violation, serialization failure, deadlock).
+const MAX_ATTEMPTS: usize = 4;
+
+fn retryable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::UniqueViolation | K::SerializationFailure, _) => true,
+        E::DatabaseError(_, info) => info.message().contains("deadlock"),
+        _ => false,
+    }
+}
+
+impl Writer {
+    fn commit(&mut self, batch: Vec<WriteOp>) {
+        let n = batch.len();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let members = &self.members;
+            match self.conn.transaction(|c| apply(c, &batch, members)) {
+                Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                    log::debug!("write batch conflicted ({e}); retrying");
+                    continue;
+                }
+                other => break other,
+            }
+        };
+        let (effects, new_members) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("write batch of {n} failed, nothing stored: {e}");
+                for op in batch {
+                    op.fail(AppError::unavailable("storage unavailable, nothing stored"));
+                }
+                return;
+            }
+        };
+        self.members.extend(new_members);
+        let mut commits = Vec::new();
+        for (op, effect) in batch.into_iter().zip(effects) {
+            match (op, effect) {
+                (WriteOp::Append(r), Effect::Stored(msg)) => commits.push(Commit::Message {
+                    ns: r.channel.ns,
+                    msg,
+                    ack: r.ack,
+                }),
+                (WriteOp::Append(r), Effect::Duplicate { seq, ts }) => r.ack.ok(PublishOk {
+                    seq,
+                    ts,
+                    duplicate: true,
+                }),
+                (
+                    WriteOp::Edit {
+                        channel,
+                        seq,
+                        data,
+                        ack,
+                        ..
+                    },
+                    Effect::Edited { from, edited_ts },
+                ) => commits.push(Commit::Edit {
+                    channel: channel.full,
+                    seq,
+                    from,
+                    data,
+                    edited_ts,
+                    ack,
+                }),
+                (WriteOp::Delete { channel, seq, ack, .. }, Effect::Deleted) => commits.push(Commit::Delete {
+                    channel: channel.full,
+                    seq,
+                    ack,
+                }),
+                (op, Effect::Refused(e)) => op.fail(e),
+                (WriteOp::Read { ack, .. } | WriteOp::Admit { ack, .. }, _) => ack.ok(Empty {}),
+                (op, _) => debug_assert!(
+                    matches!(op, WriteOp::LastValue { .. } | WriteOp::Stop),
+                    "an effect that does not match its op"
+                ),
+            }
+        }
+        if !commits.is_empty() {
+            self.sink.committed(commits);
+        }
+    }
+}
