@@ -16,6 +16,7 @@ use actix_web::{dev::Server, web, App, HttpServer};
 use crate::{
     auth::{load_or_create_secret, Auth},
     broker::{redis::RedisBroker, Broker, LocalBroker},
+    channels::Namespace,
     chat::{Chat, Limits},
     config::{ConfigError, Settings},
     feeds::Feeds,
@@ -118,7 +119,7 @@ impl Application {
         for m in &seeds {
             feeds.restore(m);
         }
-        let sports = db.run(|c| queries::channel_names(c, "sports:")).await;
+        let sports = db.run(|c| queries::channel_names(c, Namespace::Sports)).await;
         for name in sports.map_err(|e| StartError::Other(e.message))? {
             feeds.seen(&name.into());
         }

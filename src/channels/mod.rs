@@ -73,6 +73,11 @@ impl Namespace {
         }
     }
 
+    /// The full channel name of `name` in this namespace (`name` already valid).
+    pub fn channel(self, name: &str) -> String {
+        format!("{}:{name}", self.prefix())
+    }
+
     pub const ALL: [Namespace; 5] = [
         Namespace::Room,
         Namespace::Dm,
@@ -276,7 +281,7 @@ impl Channel {
             }
         };
         Ok(Channel {
-            full: format!("{}:{}", ns.prefix(), name).into(),
+            full: ns.channel(&name).into(),
             ns,
         })
     }

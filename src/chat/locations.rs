@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Chat;
 use crate::{
-    channels::valid_user_id,
+    channels::{valid_user_id, Namespace},
     error::{AppError, AppResult},
     feeds::geo::valid_lat_lon,
     protocol::now_ms,
@@ -47,7 +47,7 @@ pub fn nearby(chat: &Chat, lat: f64, lon: f64, radius_m: f64, limit: Option<usiz
         .nearby(lat, lon, radius_m.min(MAX_RADIUS_M), limit)
         .into_iter()
         .map(|(entity, p, d)| Near {
-            channel: format!("loc:{entity}"),
+            channel: Namespace::Loc.channel(&entity),
             lat: p.lat,
             lon: p.lon,
             ts: p.ts,

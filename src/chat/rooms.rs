@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::Chat;
 use crate::{
     auth::{Identity, Role},
-    channels::{normalize_room_name, valid_user_id},
+    channels::{normalize_room_name, valid_user_id, Namespace},
     error::{AppError, AppResult},
     protocol::UserRef,
     storage::{
@@ -66,7 +66,7 @@ pub async fn create(chat: Chat, who: Identity, new: NewRoom) -> AppResult<Create
         .await?;
     Ok(Created {
         room: RoomInfo {
-            channel: format!("room:{}", row.name),
+            channel: Namespace::Room.channel(&row.name),
             name: row.name,
             private: row.private,
             created_by: row.created_by,
@@ -87,7 +87,7 @@ pub async fn add_member(chat: Chat, who: Identity, room: &str, user: String) -> 
     let name = normalize_room_name(room)?;
     chat.db
         .run(move |c| {
-            let channel = format!("room:{name}");
+            let channel = Namespace::Room.channel(&name);
             if queries::get_room(c, &name)?.is_none() {
                 return Err(AppError::not_found(format!("no room {channel}")));
             }

@@ -103,7 +103,7 @@ pub fn create_room(
             Err(e) if is_unique_violation(&e) => return Err(AppError::bad_request("a room with that name exists")),
             Err(e) => return Err(e.into()),
         }
-        let channel = format!("room:{name}");
+        let channel = Namespace::Room.channel(name);
         add_member(c, &channel, creator)?;
         for m in members {
             add_member(c, &channel, m)?;
@@ -186,7 +186,7 @@ pub struct RoomInfo {
 pub fn list_rooms(c: &mut Conn, user_id: &str) -> AppResult<Vec<RoomInfo>> {
     let mine: Vec<String> = memberships::table
         .filter(memberships::user_id.eq(user_id))
-        .filter(memberships::channel.like("room:%"))
+        .filter(memberships::channel.like(Namespace::Room.channel("%")))
         .select(memberships::channel)
         .load(c)?;
     let mine: std::collections::HashSet<String> = mine.into_iter().collect();
@@ -197,7 +197,7 @@ pub fn list_rooms(c: &mut Conn, user_id: &str) -> AppResult<Vec<RoomInfo>> {
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let channel = format!("room:{}", r.name);
+            let channel = Namespace::Room.channel(&r.name);
             let member = mine.contains(&channel);
             (!r.private || member).then_some(RoomInfo {
                 channel,
@@ -413,10 +413,10 @@ pub fn last_values(c: &mut Conn) -> AppResult<Vec<Message>> {
         .collect())
 }
 
-/// Stored channels whose name starts with `prefix` (e.g. `sports:`).
-pub fn channel_names(c: &mut Conn, prefix: &str) -> AppResult<Vec<String>> {
+/// Stored channels of a namespace.
+pub fn channel_names(c: &mut Conn, ns: Namespace) -> AppResult<Vec<String>> {
     Ok(channels::table
-        .filter(channels::name.like(format!("{prefix}%")))
+        .filter(channels::name.like(ns.channel("%")))
         .select(channels::name)
         .order(channels::name.asc())
         .load(c)?)
