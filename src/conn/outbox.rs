@@ -227,6 +227,22 @@ impl Outbox {
         self.lock().closing.is_some()
     }
 
+    /// Takes the queued text frames out, in order (tests read a connection without a
+    /// socket).
+    #[cfg(test)]
+    pub fn take_frames(&self) -> Vec<Bytes> {
+        let mut g = self.lock();
+        let mut out = Vec::new();
+        while let Some(item) = g.queue.pop_front() {
+            match item {
+                Item::Text(f) => out.push(f),
+                Item::Slot(ch) => out.extend(g.conflated.remove(&ch)),
+            }
+        }
+        g.bytes = 0;
+        out
+    }
+
     /// Frames and bytes queued right now.
     #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {

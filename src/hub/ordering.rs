@@ -219,11 +219,9 @@ impl InOrder {
     }
 
     /// Re-read everything after the last delivered message (events may have been
-    /// missed). No effect before the baseline: the first snapshot covers it.
+    /// missed). Before the baseline, the read happens once it is known.
     pub fn resync(&mut self) {
-        if self.delivered.is_some() {
-            self.resync = true;
-        }
+        self.resync = true;
     }
 
     /// Messages waiting.
@@ -356,9 +354,8 @@ mod tests {
         let t = Instant::now();
         let mut o = InOrder::default();
         o.resync();
-        assert_eq!(o.next(t), Next::Nothing, "no baseline: nothing to resync");
+        assert_eq!(o.next(t), Next::Nothing, "no baseline: nothing to read after yet");
         o.baseline(7);
-        o.resync();
         assert_eq!(
             o.next(t),
             Next::Read {
@@ -381,6 +378,25 @@ mod tests {
         o.filled(Ok(vec![m(top + 1)]), MAX_READ, t);
         assert_eq!(seqs(o.ready()), [top + 1]);
         assert_eq!(o.next(t), Next::Nothing);
+    }
+
+    #[test]
+    fn overflow_before_the_baseline_reads_after_it() {
+        let t = Instant::now();
+        let mut o = InOrder::default();
+        for s in 1..=MAX_PENDING as i64 + 1 {
+            o.offer(m(s));
+        }
+        assert_eq!(o.waiting(), 0, "dropped");
+        o.baseline(3);
+        assert!(o.ready().is_empty());
+        assert_eq!(
+            o.next(t),
+            Next::Read {
+                after: 3,
+                limit: MAX_READ
+            }
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! and goes to the other nodes of a cluster).
 
 mod remote;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -8,6 +8,8 @@
 //! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
 
 mod apply;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashSet,

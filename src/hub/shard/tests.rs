@@ -1,0 +1,192 @@
+//! The shard actor driven through its mailbox, with a real (temporary) SQLite
+//! database behind it and connections read without a socket.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::Actor;
+use serde_json::Value;
+
+use super::Shard;
+use crate::{
+    broker::LocalBroker,
+    channels::{Channel, Namespace},
+    conn::{Ack, ConnHandle, Outbox},
+    feeds::Feeds,
+    hub::{Committed, Completed, JoinComplete, ResyncRequests, Subscribe, Subscribed},
+    protocol::{Message, UserRef},
+    storage::{queries::JoinSnapshot, writer, writer::Commit, Db, DbTarget},
+};
+
+fn shard(dir: &std::path::Path) -> actix::Addr<Shard> {
+    let db = Db::open(&DbTarget::resolve(None, dir).unwrap(), 2).unwrap();
+    let (w, _queue) = writer::queue(16);
+    let feeds = Feeds::new(w, 5.0, 25.0, Duration::from_secs(60));
+    Shard::new(
+        "epoch".into(),
+        feeds,
+        db,
+        Arc::new(LocalBroker),
+        Arc::new(ResyncRequests::default()),
+        Duration::from_secs(10),
+    )
+    .start()
+}
+
+fn conn(id: u64) -> Arc<ConnHandle> {
+    Arc::new(ConnHandle {
+        id,
+        user: UserRef::new(id.to_string(), format!("user-{id}")),
+        outbox: Outbox::new(1 << 20, 1 << 30, None),
+    })
+}
+
+fn commits(channel: &Channel, seqs: std::ops::RangeInclusive<i64>) -> Committed {
+    Committed(
+        seqs.map(|seq| Commit::Message {
+            ns: Namespace::Room,
+            msg: Message {
+                channel: channel.full.clone(),
+                seq,
+                ts: seq,
+                from: UserRef::new("9", "nine"),
+                data: serde_json::value::RawValue::from_string("{}".into()).unwrap().into(),
+                client_id: None,
+                edited_ts: None,
+                deleted: false,
+            },
+            ack: Ack::None,
+        })
+        .collect(),
+    )
+}
+
+fn snapshot(top: i64) -> JoinSnapshot {
+    JoinSnapshot {
+        top,
+        epoch: "e".into(),
+        messages: Vec::new(),
+        recovered: None,
+    }
+}
+
+/// The seqs of the `message` events, and the `id` of replies, as read by a client.
+fn read(c: &ConnHandle) -> (Vec<i64>, Vec<i64>) {
+    let (mut seqs, mut replies) = (Vec::new(), Vec::new());
+    for f in c.outbox.take_frames() {
+        let v: Value = serde_json::from_slice(&f).unwrap();
+        if v["ev"] == "message" {
+            seqs.push(v["seq"].as_i64().unwrap());
+        } else if let Some(id) = v["id"].as_i64() {
+            replies.push(id);
+        }
+    }
+    (seqs, replies)
+}
+
+async fn join(shard: &actix::Addr<Shard>, c: &Arc<ConnHandle>, ch: &Channel) {
+    let sub = Subscribe {
+        conn: c.clone(),
+        channel: ch.clone(),
+        req_id: Some(1),
+        since: None,
+        epoch: None,
+    };
+    assert_eq!(shard.send(sub).await.unwrap(), Subscribed::NeedsSnapshot);
+}
+
+async fn complete(shard: &actix::Addr<Shard>, c: &ConnHandle, ch: &Channel, top: i64) -> Completed {
+    let done = JoinComplete {
+        conn_id: c.id,
+        channel: ch.full.clone(),
+        req_id: Some(1),
+        snapshot: snapshot(top),
+    };
+    shard.send(done).await.unwrap()
+}
+
+#[actix_web::test]
+async fn held_events_overflow_and_the_joiner_reads_a_new_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = shard(dir.path());
+    let ch = Channel::parse("room:busy").unwrap();
+    // `a` is in the channel: delivery runs from seq 0 on.
+    let a = conn(1);
+    join(&shard, &a, &ch).await;
+    assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
+    // `b` joins; while its snapshot is read, more arrives than it may hold.
+    let b = conn(2);
+    join(&shard, &b, &ch).await;
+    shard.send(commits(&ch, 1..=3000)).await.unwrap();
+    assert_eq!(complete(&shard, &b, &ch, 0).await, Completed::Restart);
+    assert_eq!(read(&b), (vec![], vec![]), "nothing is sent on a restart");
+    // The second snapshot (read after the restart) ends at 3000; 3001.. are held.
+    shard.send(commits(&ch, 3001..=3005)).await.unwrap();
+    assert_eq!(complete(&shard, &b, &ch, 3000).await, Completed::Done);
+    shard.send(commits(&ch, 3006..=3006)).await.unwrap();
+    assert_eq!(read(&b), ((3001..=3006).collect(), vec![1]));
+    assert_eq!(
+        read(&a),
+        ((1..=3006).collect(), vec![1]),
+        "a got everything once, in order"
+    );
+}
+
+#[actix_web::test]
+async fn a_member_whose_connection_closed_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = shard(dir.path());
+    let ch = Channel::parse("room:x").unwrap();
+    let (a, b) = (conn(1), conn(2));
+    for c in [&a, &b] {
+        join(&shard, c, &ch).await;
+        assert_eq!(complete(&shard, c, &ch, 0).await, Completed::Done);
+    }
+    b.outbox.close(4008, "slow consumer", false);
+    shard.send(commits(&ch, 1..=1)).await.unwrap();
+    let stats = shard.send(crate::hub::Stats).await.unwrap();
+    assert_eq!(stats.subscriptions, 1, "b left the channel with its connection");
+    assert_eq!(read(&a).0, [1]);
+}
+
+#[actix_web::test]
+async fn a_gap_is_filled_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = shard(dir.path());
+    let ch = Channel::parse("room:gap").unwrap();
+    let a = conn(1);
+    join(&shard, &a, &ch).await;
+    assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
+    // Seq 1 and 2 are stored, but only 3 reaches the shard (lost between nodes).
+    let db = Db::open(&DbTarget::resolve(None, dir.path()).unwrap(), 1).unwrap();
+    db.run(|c| {
+        use crate::storage::schema::messages;
+        use diesel::prelude::*;
+        for seq in 1..=2i64 {
+            diesel::insert_into(messages::table)
+                .values((
+                    messages::channel.eq("room:gap"),
+                    messages::seq.eq(seq),
+                    messages::ts.eq(seq),
+                    messages::sender_id.eq("9"),
+                    messages::sender_name.eq("nine"),
+                    messages::data.eq("{}"),
+                    messages::deleted.eq(false),
+                ))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    shard.send(commits(&ch, 3..=3)).await.unwrap();
+    assert_eq!(read(&a).0, Vec::<i64>::new(), "3 waits for its predecessors");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        got.extend(read(&a).0);
+        if got.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(got, [1, 2, 3]);
+}
