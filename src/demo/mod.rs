@@ -1,5 +1,8 @@
-//! The built-in demo publishers: tick the simulators of [`crate::feeds::demo`] and
-//! publish what they produce through the publish use case, like any publisher.
+//! The built-in demo publishers: tick the deterministic simulators of [`sims`] (quotes,
+//! football matches, a vehicle fleet) and publish what they produce through the
+//! publish use case, like any publisher.
+
+pub mod sims;
 
 use std::{
     sync::{
@@ -11,11 +14,11 @@ use std::{
 
 use serde_json::value::RawValue;
 
+use self::sims::{FleetSim, MatchSim, Publication, QuoteSim};
 use crate::{
     auth::{Identity, Role},
     chat::{publish::publish, Chat},
     conn::Ack,
-    feeds::demo::{FleetSim, MatchSim, Publication, QuoteSim},
     protocol::{now_ms, request, UserRef},
 };
 

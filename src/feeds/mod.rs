@@ -3,14 +3,11 @@
 //!
 //! * [`geo`] – in-memory spatial index answering "who is near this point".
 //! * [`track`] – decides which location updates are stored in the track.
-//! * [`demo`] – deterministic simulators (quotes, a football match, a fleet) that the
-//!   demo publishers (`crate::demo`) tick.
 //!
 //! Everything here is bounded in time: entities and feed channels idle for longer
 //! than the configured idle time are forgotten by [`Feeds::sweep`] (their stored last
 //! value and track stay in storage).
 
-pub mod demo;
 pub mod geo;
 pub mod track;
 
