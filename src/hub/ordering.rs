@@ -8,8 +8,9 @@
 //! * a duplicate, or one at or below what was delivered, is dropped;
 //! * a gap that does not close by itself within [`GAP_WAIT`] is read from storage
 //!   ([`Next::Read`]), and read again every [`GAP_WAIT`] while it stays open;
-//! * a gap still open after [`GAP_GIVE_UP`] (storage does not have the message
-//!   either) is skipped, so one lost message cannot stall the channel for good;
+//! * a gap still open after [`GAP_GIVE_UP`], when storage answered at least twice
+//!   without the missing message, is skipped, so one lost message cannot stall the
+//!   channel for good (while storage fails to answer, the gap waits);
 //! * [`InOrder::resync`] (events between nodes may have been missed) reads
 //!   everything after the last delivered message.
 //!
@@ -69,6 +70,8 @@ pub struct InOrder {
     resync: bool,
     /// The read under way is a resync (a full page means there is more).
     reading_all: bool,
+    /// Storage answered reads for the current gap without the missing message.
+    missing_reads: u32,
 }
 
 impl InOrder {
@@ -129,6 +132,7 @@ impl InOrder {
             // Progress: a gap (if any) starts anew.
             self.gap_since = None;
             self.wait_until = None;
+            self.missing_reads = 0;
         }
         out
     }
@@ -145,6 +149,7 @@ impl InOrder {
         if !self.resync && first.is_none() {
             self.gap_since = None;
             self.wait_until = None;
+            self.missing_reads = 0;
             return Next::Nothing;
         }
         if first.is_some() {
@@ -171,10 +176,11 @@ impl InOrder {
         }
         let first = first.expect("a gap");
         let since = self.gap_since.unwrap_or(now);
-        if now.saturating_duration_since(since) >= GAP_GIVE_UP {
+        if now.saturating_duration_since(since) >= GAP_GIVE_UP && self.missing_reads >= 2 {
             self.delivered = Some(first - 1);
             self.gap_since = None;
             self.wait_until = None;
+            self.missing_reads = 0;
             return Next::Skipped {
                 from: d + 1,
                 to: first - 1,
@@ -203,6 +209,10 @@ impl InOrder {
             Err(()) => (Vec::new(), true),
         };
         let more = self.reading_all && msgs.len() as i64 >= limit;
+        let next = self.delivered.map(|d| d + 1);
+        if !failed && !self.reading_all && !msgs.iter().any(|m| Some(m.seq) == next) {
+            self.missing_reads += 1;
+        }
         for m in msgs {
             if self.delivered.is_none_or(|d| m.seq > d) {
                 self.pending.entry(m.seq).or_insert(m);
@@ -347,6 +357,28 @@ mod tests {
         assert!(now.duration_since(t) >= GAP_GIVE_UP);
         assert_eq!(seqs(o.ready()), [3]);
         assert_eq!(o.next(now), Next::Nothing);
+    }
+
+    #[test]
+    fn a_gap_waits_while_storage_fails() {
+        let t = Instant::now();
+        let mut o = InOrder::default();
+        o.baseline(0);
+        o.offer(m(2));
+        let mut now = t;
+        for _ in 0..200 {
+            match o.next(now) {
+                Next::Read { .. } => o.filled(Err(()), 1, now),
+                Next::Wait(d) => {
+                    o.timer_fired();
+                    now += d;
+                }
+                other => panic!("gave up while storage was failing: {other:?}"),
+            }
+        }
+        assert!(now.duration_since(t) > GAP_GIVE_UP * 2);
+        o.offer(m(1));
+        assert_eq!(seqs(o.ready()), [1, 2]);
     }
 
     #[test]
