@@ -3,23 +3,11 @@ import { ChatClient, dmChannel } from './chat-client.js';
 import {
   api, whoami, h, clear, icon, fillIcons, safeUrl, fmtTime, fmtDay, fmtDateTime, fmtSize, bindConnectionPill, toast, avatar, debounce,
 } from './common.js';
+import { $, S, userName, otherOfDm, channelTitle } from './chat/state.js';
 
-const $ = (id) => document.getElementById(id);
 const HISTORY_PAGE = 50;
 const TYPING_SHOW_MS = 4000;
 const GROUP_MS = 5 * 60 * 1000;
-
-const S = {
-  me: null,
-  client: null,
-  rooms: new Map(), // channel -> {channel, name, private}
-  dms: new Map(), // channel -> {channel, otherId}
-  unread: new Map(), // channel -> count
-  users: new Map(), // id -> name
-  views: new Map(), // channel -> view
-  typing: new Map(), // channel -> Map(userId -> {name, until})
-  active: null,
-};
 
 // ------------------------------------------------------------------ auth
 
@@ -86,19 +74,6 @@ function learnUser(u) {
     if ([...S.dms.values()].some((d) => d.otherId === id)) renderSidebar();
   }
 }
-const userName = (id) => S.users.get(String(id)) || `user ${id}`;
-
-function otherOfDm(channel) {
-  const ids = channel.slice(3).split(',');
-  const mine = String(S.me.id);
-  return ids[0] === mine ? ids[1] : ids[0];
-}
-
-function channelTitle(channel) {
-  if (channel.startsWith('dm:')) return '@' + userName(otherOfDm(channel));
-  return '#' + channel.replace(/^room:/, '');
-}
-
 // ------------------------------------------------------------------ start
 
 async function start(me) {
