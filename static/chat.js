@@ -4,55 +4,11 @@ import {
   api, whoami, h, clear, icon, fillIcons, safeUrl, fmtTime, fmtDay, fmtDateTime, fmtSize, bindConnectionPill, toast, avatar, debounce,
 } from './common.js';
 import { $, S, userName, otherOfDm, channelTitle } from './chat/state.js';
+import { showAuth, wireAuth } from './chat/auth.js';
 
 const HISTORY_PAGE = 50;
 const TYPING_SHOW_MS = 4000;
 const GROUP_MS = 5 * 60 * 1000;
-
-// ------------------------------------------------------------------ auth
-
-let authMode = 'login';
-function setAuthMode(mode) {
-  authMode = mode;
-  $('tab-login').setAttribute('aria-selected', String(mode === 'login'));
-  $('tab-register').setAttribute('aria-selected', String(mode === 'register'));
-  $('auth-title').textContent = mode === 'login' ? 'Welcome back' : 'Create an account';
-  $('auth-submit').textContent = mode === 'login' ? 'Log in' : 'Create account';
-  $('auth-password').autocomplete = mode === 'login' ? 'current-password' : 'new-password';
-  $('auth-error').textContent = '';
-}
-
-function showAuth() {
-  $('auth-view').classList.remove('hidden');
-  $('chat-view').classList.add('hidden');
-  $('userbox').classList.add('hidden');
-  $('conn').classList.add('hidden');
-  $('menu-btn').classList.add('hidden');
-  $('auth-name').focus();
-}
-
-async function onAuthSubmit(e) {
-  e.preventDefault();
-  const name = $('auth-name').value.trim();
-  const password = $('auth-password').value;
-  const err = $('auth-error');
-  err.textContent = '';
-  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name)) { err.textContent = 'User name: 1–32 letters, digits, _ . or -'; return; }
-  if (password.length < 8) { err.textContent = 'Password: at least 8 characters'; return; }
-  $('auth-submit').disabled = true;
-  try {
-    if (authMode === 'register') await api('POST', '/api/register', { name, password });
-    await api('POST', '/api/login', { name, password });
-    const me = await whoami();
-    if (!me) throw new Error('login did not stick (cookies blocked?)');
-    $('auth-password').value = '';
-    start(me);
-  } catch (ex) {
-    err.textContent = ex.status === 401 ? 'Wrong user name or password' : ex.message;
-  } finally {
-    $('auth-submit').disabled = false;
-  }
-}
 
 // ------------------------------------------------------------------ names
 
@@ -714,15 +670,7 @@ function autosize(ta) {
 }
 
 function wire() {
-  $('tab-login').onclick = () => setAuthMode('login');
-  $('tab-register').onclick = () => setAuthMode('register');
-  $('auth-form').addEventListener('submit', onAuthSubmit);
-  $('logout-btn').onclick = async () => {
-    try { await api('POST', '/api/logout'); } catch (_) { /* ignore */ }
-    if (S.client) S.client.close();
-    localStorage.removeItem('chat.active');
-    location.reload();
-  };
+  wireAuth(start);
   $('menu-btn').onclick = () => toggleSidebar();
   $('members-btn').onclick = () => {
     const m = $('members');
