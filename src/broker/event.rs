@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::protocol::{Message, PresenceMember, UserRef};
+use crate::protocol::{Deleted, Edited, Message, PresenceMember, UserRef};
 
 /// A stored message on the wire between nodes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,17 +55,8 @@ impl From<WireMessage> for Message {
 pub enum BusEvent {
     /// A committed message of a stored channel.
     Message(WireMessage),
-    Edit {
-        channel: Arc<str>,
-        seq: i64,
-        from: UserRef,
-        data: Arc<RawValue>,
-        edited_ts: i64,
-    },
-    Delete {
-        channel: Arc<str>,
-        seq: i64,
-    },
+    Edit(Edited),
+    Delete(Deleted),
     /// A value of an in-memory feed channel (each node keeps its own seq).
     Feed {
         channel: Arc<str>,
@@ -104,9 +95,9 @@ impl BusEvent {
         match self {
             BusEvent::Signal { .. } => None,
             BusEvent::Message(m) => Some(&m.channel),
-            BusEvent::Edit { channel, .. }
-            | BusEvent::Delete { channel, .. }
-            | BusEvent::Feed { channel, .. }
+            BusEvent::Edit(e) => Some(&e.channel),
+            BusEvent::Delete(d) => Some(&d.channel),
+            BusEvent::Feed { channel, .. }
             | BusEvent::Typing { channel, .. }
             | BusEvent::Presence { channel, .. }
             | BusEvent::PresenceState { channel, .. }
@@ -118,6 +109,27 @@ impl BusEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edit_keeps_its_wire_shape() {
+        let ev = BusEvent::Edit(Edited {
+            channel: "room:a".into(),
+            seq: 3,
+            from: UserRef::new("1", "a"),
+            data: RawValue::from_string("{}".into()).unwrap().into(),
+            edited_ts: 9,
+        });
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"edit":{"channel":"room:a","seq":3,"from":{"id":"1","name":"a"},"data":{},"edited_ts":9}}"#
+        );
+        let d = serde_json::to_string(&BusEvent::Delete(Deleted {
+            channel: "room:a".into(),
+            seq: 3,
+        }))
+        .unwrap();
+        assert_eq!(d, r#"{"delete":{"channel":"room:a","seq":3}}"#);
+    }
 
     #[test]
     fn round_trip_keeps_raw_json() {

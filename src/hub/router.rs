@@ -29,24 +29,8 @@ impl CommitSink for Hub {
         for c in &commits {
             self.publish(match c {
                 Commit::Message { msg, .. } => BusEvent::Message(msg.into()),
-                Commit::Edit {
-                    channel,
-                    seq,
-                    from,
-                    data,
-                    edited_ts,
-                    ..
-                } => BusEvent::Edit {
-                    channel: channel.clone(),
-                    seq: *seq,
-                    from: from.clone(),
-                    data: data.clone(),
-                    edited_ts: *edited_ts,
-                },
-                Commit::Delete { channel, seq, .. } => BusEvent::Delete {
-                    channel: channel.clone(),
-                    seq: *seq,
-                },
+                Commit::Edit { edit, .. } => BusEvent::Edit(edit.clone()),
+                Commit::Delete { delete, .. } => BusEvent::Delete(delete.clone()),
             });
         }
         let mut per: Vec<Vec<Commit>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
@@ -98,10 +82,7 @@ impl RemoteHandler for Hub {
             }
             other => other.channel().cloned().expect("a channel event"),
         };
-        let stored = matches!(
-            ev,
-            BusEvent::Message(_) | BusEvent::Edit { .. } | BusEvent::Delete { .. }
-        );
+        let stored = matches!(ev, BusEvent::Message(_) | BusEvent::Edit(_) | BusEvent::Delete(_));
         if self.shard(&channel).try_send(Remote { node, ev }).is_err() && stored {
             log::warn!("hub shard busy: an event of {channel} from another node was dropped; re-reading it");
             self.resync_channel(channel);

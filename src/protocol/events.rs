@@ -178,7 +178,39 @@ pub fn typing_event(channel: &str, user: &UserRef) -> Bytes {
     })
 }
 
-pub fn edit_event(channel: &str, seq: i64, from: &UserRef, data: &RawValue, edited_ts: i64) -> Bytes {
+/// An edit of a stored message: what the channel's members get, what travels between
+/// nodes.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Edited {
+    pub channel: Arc<str>,
+    pub seq: i64,
+    pub from: UserRef,
+    pub data: Arc<RawValue>,
+    pub edited_ts: i64,
+}
+
+impl Edited {
+    /// `{"ev":"edit",...}`
+    pub fn frame(&self) -> Bytes {
+        edit_event(&self.channel, self.seq, &self.from, &self.data, self.edited_ts)
+    }
+}
+
+/// A deletion of a stored message.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Deleted {
+    pub channel: Arc<str>,
+    pub seq: i64,
+}
+
+impl Deleted {
+    /// `{"ev":"delete",...}`
+    pub fn frame(&self) -> Bytes {
+        delete_event(&self.channel, self.seq)
+    }
+}
+
+fn edit_event(channel: &str, seq: i64, from: &UserRef, data: &RawValue, edited_ts: i64) -> Bytes {
     #[derive(Serialize)]
     struct E<'a> {
         ev: &'static str,
@@ -198,7 +230,7 @@ pub fn edit_event(channel: &str, seq: i64, from: &UserRef, data: &RawValue, edit
     })
 }
 
-pub fn delete_event(channel: &str, seq: i64) -> Bytes {
+fn delete_event(channel: &str, seq: i64) -> Bytes {
     #[derive(Serialize)]
     struct D<'a> {
         ev: &'static str,

@@ -61,6 +61,19 @@ pub struct MessageRow {
     pub deleted: bool,
 }
 
+/// The newest value of a durable last-value channel, written as an update or, the
+/// first time, an insert.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = last_values, primary_key(channel))]
+pub struct LastValueRow<'a> {
+    pub channel: &'a str,
+    pub seq: i64,
+    pub ts: i64,
+    pub sender_id: &'a str,
+    pub sender_name: &'a str,
+    pub data: &'a str,
+}
+
 /// Parses stored JSON back into a raw value; a corrupt row degrades to `{}`.
 pub fn raw_json(s: String) -> Arc<RawValue> {
     RawValue::from_string(s)

@@ -29,8 +29,7 @@ use crate::{
     error::AppError,
     feeds::Feeds,
     protocol::{
-        delete_event, edit_event, message_event, now_ms, presence_event, reply_ok, typing_event, Empty, JoinOk,
-        Message, PublishOk, UserRef,
+        message_event, now_ms, presence_event, reply_ok, typing_event, Empty, JoinOk, Message, PublishOk, UserRef,
     },
     storage::{queries, Db},
 };
@@ -429,20 +428,12 @@ impl Handler<Committed> for Shard {
                         }
                     }
                 }
-                Commit::Edit {
-                    channel,
-                    seq,
-                    from,
-                    data,
-                    edited_ts,
-                    ack,
-                } => {
-                    let frame = edit_event(&channel, seq, &from, &data, edited_ts);
-                    self.broadcast(&channel, Kind::Change, &frame, None);
+                Commit::Edit { edit, ack } => {
+                    self.broadcast(&edit.channel, Kind::Change, &edit.frame(), None);
                     ack.ok(Empty {});
                 }
-                Commit::Delete { channel, seq, ack } => {
-                    self.broadcast(&channel, Kind::Change, &delete_event(&channel, seq), None);
+                Commit::Delete { delete, ack } => {
+                    self.broadcast(&delete.channel, Kind::Change, &delete.frame(), None);
                     ack.ok(Empty {});
                 }
             }

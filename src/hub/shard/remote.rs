@@ -10,7 +10,7 @@ use crate::{
     broker::BusEvent,
     channels::Channel,
     hub::{channel::Kind, Remote},
-    protocol::{delete_event, edit_event, typing_event},
+    protocol::typing_event,
 };
 
 impl Shard {
@@ -48,19 +48,8 @@ impl Handler<Remote> for Shard {
                     self.drain(ctx, &name);
                 }
             }
-            BusEvent::Edit {
-                channel,
-                seq,
-                from,
-                data,
-                edited_ts,
-            } => {
-                let frame = edit_event(&channel, seq, &from, &data, edited_ts);
-                self.broadcast(&channel, Kind::Change, &frame, None);
-            }
-            BusEvent::Delete { channel, seq } => {
-                self.broadcast(&channel, Kind::Change, &delete_event(&channel, seq), None);
-            }
+            BusEvent::Edit(edit) => self.broadcast(&edit.channel, Kind::Change, &edit.frame(), None),
+            BusEvent::Delete(delete) => self.broadcast(&delete.channel, Kind::Change, &delete.frame(), None),
             BusEvent::Feed { channel, from, data } => {
                 let Ok(c) = Channel::parse(&channel) else { return };
                 let m = self.feed_value(&c.full, c.ns, from, data, None);

@@ -11,7 +11,7 @@ use crate::{
     channels::{Channel, Storage},
     error::{AppError, ErrorCode},
     protocol::{now_ms, Message, UserRef},
-    storage::{queries, schema::*, Conn},
+    storage::{models::LastValueRow, queries, schema::*, Conn},
 };
 
 /// What one operation did inside the transaction.
@@ -269,26 +269,19 @@ fn read_marker(c: &mut Conn, channel: &str, user_id: &str, seq: i64) -> diesel::
 
 /// Stores the newest value of a durable last-value channel, and a track point.
 fn last_value(c: &mut Conn, ch: &Channel, msg: &Message, track: Option<(f64, f64)>) -> diesel::QueryResult<()> {
+    let row = LastValueRow {
+        channel: &ch.full,
+        seq: msg.seq,
+        ts: msg.ts,
+        sender_id: &msg.from.id,
+        sender_name: &msg.from.name,
+        data: msg.data.get(),
+    };
     let updated = diesel::update(last_values::table.find(&*ch.full))
-        .set((
-            last_values::seq.eq(msg.seq),
-            last_values::ts.eq(msg.ts),
-            last_values::sender_id.eq(&*msg.from.id),
-            last_values::sender_name.eq(&*msg.from.name),
-            last_values::data.eq(msg.data.get()),
-        ))
+        .set(&row)
         .execute(c)?;
     if updated == 0 {
-        diesel::insert_into(last_values::table)
-            .values((
-                last_values::channel.eq(&*ch.full),
-                last_values::seq.eq(msg.seq),
-                last_values::ts.eq(msg.ts),
-                last_values::sender_id.eq(&*msg.from.id),
-                last_values::sender_name.eq(&*msg.from.name),
-                last_values::data.eq(msg.data.get()),
-            ))
-            .execute(c)?;
+        diesel::insert_into(last_values::table).values(&row).execute(c)?;
     }
     if let Some((lat, lon)) = track {
         diesel::insert_into(track_points::table)

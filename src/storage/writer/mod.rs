@@ -27,7 +27,7 @@ use crate::{
     channels::{Channel, Namespace},
     conn::Ack,
     error::AppError,
-    protocol::{Empty, Message, PublishOk, UserRef},
+    protocol::{Deleted, Edited, Empty, Message, PublishOk},
 };
 
 /// A message to store.
@@ -107,16 +107,11 @@ pub enum Commit {
         ack: Ack<PublishOk>,
     },
     Edit {
-        channel: Arc<str>,
-        seq: i64,
-        from: UserRef,
-        data: Arc<RawValue>,
-        edited_ts: i64,
+        edit: Edited,
         ack: Ack<Empty>,
     },
     Delete {
-        channel: Arc<str>,
-        seq: i64,
+        delete: Deleted,
         ack: Ack<Empty>,
     },
 }
@@ -125,7 +120,8 @@ impl Commit {
     pub fn channel(&self) -> &Arc<str> {
         match self {
             Commit::Message { msg, .. } => &msg.channel,
-            Commit::Edit { channel, .. } | Commit::Delete { channel, .. } => channel,
+            Commit::Edit { edit, .. } => &edit.channel,
+            Commit::Delete { delete, .. } => &delete.channel,
         }
     }
 }
@@ -309,16 +305,20 @@ impl Writer {
                     },
                     Effect::Edited { from, edited_ts },
                 ) => commits.push(Commit::Edit {
-                    channel: channel.full,
-                    seq,
-                    from,
-                    data,
-                    edited_ts,
+                    edit: Edited {
+                        channel: channel.full,
+                        seq,
+                        from,
+                        data,
+                        edited_ts,
+                    },
                     ack,
                 }),
                 (WriteOp::Delete { channel, seq, ack, .. }, Effect::Deleted) => commits.push(Commit::Delete {
-                    channel: channel.full,
-                    seq,
+                    delete: Deleted {
+                        channel: channel.full,
+                        seq,
+                    },
                     ack,
                 }),
                 (op, Effect::Refused(e)) => op.fail(e),

@@ -6,6 +6,7 @@ use super::*;
 use crate::{
     auth::Role,
     error::ErrorCode,
+    protocol::UserRef,
     storage::{Db, DbTarget},
 };
 
