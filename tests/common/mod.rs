@@ -1050,6 +1050,23 @@ pub fn close_code(payload: &[u8]) -> u16 {
 // Services (PostgreSQL, Redis) for the tests that need them
 // ---------------------------------------------------------------------------------------
 
+/// The running test's name: libtest runs every test on a thread named after it.
+pub fn test_name() -> String {
+    std::thread::current().name().unwrap_or("<unnamed test>").to_string()
+}
+
+/// Says that `test` is skipped: one line `SKIPPED (<reason>): <test>` on the process's
+/// stderr. Written through `std::io::stderr()` itself, not `eprintln!`: libtest captures
+/// what `print!`/`eprintln!` write in a test and shows it only when the test fails, so a
+/// skipping test (which passes) would say nothing. `.ci/run` fails when such a line
+/// appears.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED ({reason}): {test}\n");
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.flush();
+}
+
 /// Services are required (CI): a missing one fails the test instead of skipping it.
 pub fn services_required() -> bool {
     std::env::var("CHAT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -1061,7 +1078,7 @@ pub fn redis_url() -> Option<String> {
         Some(u) => Some(u),
         None if services_required() => panic!("REDIS_URL must be set (CHAT_REQUIRE_SERVICES=1)"),
         None => {
-            eprintln!("Redis tests skipped: REDIS_URL is not set");
+            skip(&test_name(), "REDIS_URL is not set");
             None
         }
     }
@@ -1081,7 +1098,7 @@ impl PgDb {
             if services_required() {
                 panic!("DATABASE_URL must name a PostgreSQL server (CHAT_REQUIRE_SERVICES=1)");
             }
-            eprintln!("PostgreSQL tests skipped: DATABASE_URL is not a postgres:// URL");
+            skip(&test_name(), "DATABASE_URL is not a postgres:// URL");
             return None;
         };
         let name = format!("chat_test_{}", hex::encode(rand::random::<[u8; 6]>()));
