@@ -422,7 +422,10 @@ fn client_answering_pings_stays_connected() {
     let u = s.user("chatty");
     let mut c = s.ws_user(&u);
     c.ok(json!({"op":"join","channel":"room:hb"}));
-    // keep reading (tungstenite answers pings) well past the client timeout
+    // keep reading (tungstenite answers pings) well past the client timeout. A fixed
+    // time on purpose: the close being ruled out is timer-driven (the heartbeat checks
+    // every 0.3 s for 1 s of silence), so no request orders it; only outlasting the
+    // timeout several times over does.
     let closed = c.wait_closed(secs(3.5));
     assert!(closed.is_none(), "a client answering pings was closed: {closed:?}");
     c.ping();
