@@ -305,7 +305,19 @@ fn token_claims_default_role_and_query_token_not_logged() {
     let _ = WsClient::connect(&format!("{}?token={bad}", s.ws_url()), &[]);
     let r = s.http("GET", "/healthz", None, None, &[]);
     assert_eq!(r.status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(300)); // let the log lines drain
+    // Wait for the access-log lines of both upgrades rather than a fixed time: the
+    // server writes a WebSocket request's line when its connection has ended, after
+    // whatever else it logged about it (one stderr pipe, read in order).
+    let logged = |status: &str| {
+        s.stderr_tail(400)
+            .lines()
+            .any(|l| l.contains("\"GET /ws\"") && l.contains(&format!(" {status} ")))
+    };
+    assert!(
+        wait_until(T, || logged("101") && logged("401")),
+        "no access-log lines for the two upgrades:\n{}",
+        s.stderr_tail(40)
+    );
     let logs = s.stderr_tail(400) + &s.stdout_lines().join("\n");
     let sig = tok.rsplit('.').next().unwrap();
     let bad_sig = bad.rsplit('.').next().unwrap();

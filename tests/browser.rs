@@ -7,6 +7,8 @@
 //! fails. Screenshots go to `target/screenshots` (set `UPDATE_SCREENSHOTS=1` to
 //! refresh the ones in `docs/screenshots` shown by the README).
 
+mod common;
+
 use std::{path::Path, process::Command};
 
 #[test]
@@ -20,10 +22,13 @@ fn js_client_and_browser_tests() {
         .is_ok_and(|o| o.status.success());
     let have_chromium = Path::new(&chromium).exists();
     if !(required || (have_node && have_chromium)) {
-        eprintln!(
-            "browser tests skipped: node {} and chromium {} (install both, or set E2E_REQUIRED=1 to make this fail)",
-            if have_node { "found" } else { "missing" },
-            if have_chromium { "found" } else { "missing" },
+        common::skip(
+            "js_client_and_browser_tests",
+            &format!(
+                "node {}, chromium {}; install both, or set E2E_REQUIRED=1 to make this fail",
+                if have_node { "found" } else { "missing" },
+                if have_chromium { "found" } else { "missing" },
+            ),
         );
         return;
     }

@@ -561,38 +561,48 @@ fn anonymous_refused_when_off() {
         }
         Ok(mut a) => {
             a.label = "anon-off".into();
-            match a.read_frame(secs(1.0)) {
+            // A session greets a connection that has an identity before it handles any
+            // frame of the client, so the answer to this join (a reply, or a disconnect
+            // and a close) is the barrier: a welcome, if there is one, comes first.
+            let id = a.send_request(json!({"op":"join","channel":"ticker:ACME"}));
+            let mut frame = a.read_frame(T);
+            match frame {
                 Frame::Json(v) if v["ev"] == "welcome" => {
                     // Some identity was granted: it still may not read feeds.
-                    let code = a.err(json!({"op":"join","channel":"ticker:ACME"}));
+                    let r = a.wait_reply(id, T);
+                    assert!(r.get("ok").is_none(), "expected an error for the join, got {r}");
+                    let code = r["error"]["code"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("error without code: {r}"));
+                    assert!(r["error"]["message"].is_string(), "error.message must be a string: {r}");
                     assert!(code == "forbidden" || code == "unauthorized", "{code}");
                 }
-                Frame::Json(v) => panic!("unexpected first frame without identity: {v}"),
-                Frame::Closed(_) => {}
-                Frame::Timeout => {
-                    // No identity yet: a join must not be served (error or close 4001).
-                    a.send_json(&json!({"id":1,"op":"join","channel":"ticker:ACME"}));
-                    loop {
-                        match a.read_frame(T) {
-                            Frame::Json(v) => {
-                                assert!(
-                                    v.get("ok").is_none(),
-                                    "anonymous join served while anonymous is off: {v}"
-                                );
-                                if v.get("error").is_some() {
-                                    let code = v["error"]["code"].as_str().unwrap_or("");
-                                    assert!(code == "forbidden" || code == "unauthorized", "{v}");
-                                    break;
-                                }
-                            }
-                            Frame::Closed(c) => {
-                                assert!(c.is_none() || c == Some(4001), "close code {c:?}");
+                _ => loop {
+                    // No identity: the join must not be served (error or close 4001).
+                    match frame {
+                        Frame::Json(v) => {
+                            assert!(
+                                v.get("ok").is_none(),
+                                "anonymous join served while anonymous is off: {v}"
+                            );
+                            assert!(
+                                v.get("error").is_some() || v["ev"] == "disconnect",
+                                "unexpected frame without identity: {v}"
+                            );
+                            if v.get("error").is_some() {
+                                let code = v["error"]["code"].as_str().unwrap_or("");
+                                assert!(code == "forbidden" || code == "unauthorized", "{v}");
                                 break;
                             }
-                            Frame::Timeout => panic!("no answer to an unauthenticated join"),
                         }
+                        Frame::Closed(c) => {
+                            assert!(c.is_none() || c == Some(4001), "close code {c:?}");
+                            break;
+                        }
+                        Frame::Timeout => panic!("no answer to an unauthenticated join"),
                     }
-                }
+                    frame = a.read_frame(T);
+                },
             }
         }
     }
@@ -648,15 +658,22 @@ fn slow_ticker_subscriber_is_conflated_not_closed() {
     peak = peak.max(s.rss_kb().unwrap_or(0));
     let last_price = ROUNDS as f64 - 1.0 + 1.25;
 
-    // Resume reading.
+    // Resume reading, up to the reply to a ping sent now: every publish was answered,
+    // and a feed's shard queues a value for its subscribers before it answers, so every
+    // pending value is queued ahead of that reply.
+    raw.send_json(&json!({"id": 998, "op":"ping"})).unwrap();
     let mut last: HashMap<String, f64> = HashMap::new();
     let mut received = 0usize;
     loop {
-        match raw.read_frame(Duration::from_secs(2)) {
+        match raw.read_frame(T) {
             RawFrame::Frame(1, payload) => {
                 let v: Value = serde_json::from_slice(&payload).expect("json frame");
                 if v["ev"] == "disconnect" {
                     panic!("slow ticker subscriber was disconnected: {v}");
+                }
+                if v["id"] == 998 {
+                    assert!(v.get("ok").is_some(), "{v}");
+                    break;
                 }
                 if v["ev"] == "message" {
                     received += 1;
@@ -674,7 +691,7 @@ fn slow_ticker_subscriber_is_conflated_not_closed() {
             ),
             RawFrame::Frame(_, _) => {}
             RawFrame::Eof => panic!("slow ticker subscriber: connection ended"),
-            RawFrame::Timeout => break,
+            RawFrame::Timeout => panic!("slow ticker subscriber: no reply to a ping within {T:?}"),
         }
     }
     for ch in &chans {
@@ -990,13 +1007,15 @@ fn bad_coordinates_rejected_and_not_stored() {
         own.err(json!({"op":"publish","channel":"loc:bad-1","data":{"lat":95.0,"lon":0.0}})),
         "bad_request"
     );
-    // A valid point after all that, to know the writer has caught up.
+    // A valid point after all that, to know the writer has caught up: it stores points
+    // in the order the shards handed them over, and every publish above was answered
+    // (after its hand-over) before this one was sent, so once the sentinel is stored,
+    // any point of theirs is too.
     p.ok(json!({"op":"publish","channel":"loc:sentinel","data":{"lat":1.0,"lon":1.0}}));
     assert!(
         wait_until(secs(10.0), || track(&s, &tok, "sentinel").len() == 1),
         "sentinel track point never appeared"
     );
-    std::thread::sleep(Duration::from_millis(200));
     let t = track(&s, &tok, "good-1");
     assert_eq!(t.len(), 1, "only the valid point is in the track: {t:?}");
     assert_eq!((t[0].0, t[0].1), (48.0, 11.0), "{t:?}");
@@ -1105,7 +1124,18 @@ fn track_keeps_every_point_when_sampling_off() {
         "every point must be stored: {}",
         track(&s, &tok, "walker").len()
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Exactly once: a sentinel published after the batch was answered is stored after
+    // every point of the batch (the writer keeps the order), so once it is there, so is
+    // any extra copy.
+    batch_all_ok(
+        &s,
+        &pub_tok,
+        &[json!({"channel":"loc:sentinel","data":{"lat":1.0,"lon":1.0}})],
+    );
+    assert!(
+        wait_until(secs(10.0), || track(&s, &tok, "sentinel").len() == 1),
+        "writer did not catch up"
+    );
     let t = track(&s, &tok, "walker");
     assert_eq!(t.len(), 100, "every point stored exactly once");
     for (i, (p, q)) in t.iter().zip(&pts).enumerate() {

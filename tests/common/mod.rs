@@ -788,17 +788,86 @@ impl WsClient {
         }
     }
 
-    /// Message events on `channel` currently buffered or arriving within `timeout` (consumes them).
-    pub fn drain_events(&mut self, timeout: Duration) -> Vec<Value> {
+    // ---- Barriers: "nothing (more) arrived" without a fixed sleep ------------------------
+    //
+    // The server pushes replies and events for one connection into one FIFO queue (the
+    // connection's outbox; control frames jump ahead, and a conflated feed's pending slot
+    // keeps its place while taking newer values), so a reply read by the client comes
+    // after every event queued before it. A negative check therefore needs (1) the event
+    // in question to have been queued (or ruled out) before the server queued the reply,
+    // and (2) the reply read. Then the event, had there been one, waits in `self.events`
+    // and `buffered_event` finds it.
+
+    /// Same-connection barrier: a `ping` round trip. Every event queued for this
+    /// connection before the server handled the ping has been read once this returns.
+    /// Enough where whatever would queue the event has already answered its own
+    /// request (e.g. `signal`: the recipients' events are queued before the sender's
+    /// reply; feed publishes: the shard fans out before it acknowledges).
+    pub fn barrier(&mut self) {
+        self.ping();
+    }
+
+    /// Barrier through the hub shard of the chat channel `channel` (room or DM): a
+    /// `typing` request. The session hands it to the channel's shard without a
+    /// membership check; the shard itself queues the answer (`{}` for a member,
+    /// `forbidden` otherwise) into this connection's outbox, after finishing every
+    /// message ahead of it in its mailbox. The publish ack of a stored message is sent by
+    /// that shard in the same step as the message's fan-out, so once the publisher has
+    /// its ack, this barrier orders every delivery of that message to this connection
+    /// (a plain `ping` would not: the ack is queued just before the fan-out, not after).
+    /// Side effect: a member's `typing` is relayed to the channel's other members.
+    pub fn hub_barrier(&mut self, channel: &str) {
+        let r = self.request(json!({"op":"typing","channel":channel}));
+        assert!(
+            r.get("ok").is_some() || r["error"]["code"] == "forbidden",
+            "{}: barrier `typing` on {channel} was not handled by the channel's shard: {r}",
+            self.label
+        );
+    }
+
+    /// A buffered event matching `pred`, removed (nothing is read from the socket): after
+    /// a barrier, the event if it arrived before the barrier.
+    pub fn buffered_event(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let pos = self.events.iter().position(pred)?;
+        self.events.remove(pos)
+    }
+
+    /// Marker barrier: every event up to and including the first one matching `marker`,
+    /// in arrival order (buffered ones first); panics when the marker does not arrive
+    /// within `timeout`. The marker must travel the same path after the event in
+    /// question (e.g. a later message of the same channel, published after the suspect
+    /// one was acknowledged), so that anything the check looks for comes before it.
+    pub fn events_until(&mut self, marker: impl Fn(&Value) -> bool, timeout: Duration, what: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(v) = self.events.pop_front() {
+            let found = marker(&v);
+            out.push(v);
+            if found {
+                return out;
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let rem = deadline.saturating_duration_since(Instant::now());
             match self.read_frame(rem) {
-                Frame::Json(v) => self.file(v),
-                _ => break,
+                Frame::Json(v) if v.get("ev").is_some() => {
+                    let found = marker(&v);
+                    out.push(v);
+                    if found {
+                        return out;
+                    }
+                }
+                Frame::Json(v) => self.stash.push_back(v),
+                Frame::Closed(c) => panic!(
+                    "{}: closed ({c:?}) before the marker ({what}); events before it: {out:?}",
+                    self.label
+                ),
+                Frame::Timeout => panic!(
+                    "{}: no marker ({what}) within {timeout:?}; events before it: {out:?}",
+                    self.label
+                ),
             }
         }
-        self.events.drain(..).collect()
     }
 
     /// Wait until the connection is closed. Some(code) when a close frame was read,
@@ -1050,6 +1119,23 @@ pub fn close_code(payload: &[u8]) -> u16 {
 // Services (PostgreSQL, Redis) for the tests that need them
 // ---------------------------------------------------------------------------------------
 
+/// The running test's name: libtest runs every test on a thread named after it.
+pub fn test_name() -> String {
+    std::thread::current().name().unwrap_or("<unnamed test>").to_string()
+}
+
+/// Says that `test` is skipped: one line `SKIPPED (<reason>): <test>` on the process's
+/// stderr. Written through `std::io::stderr()` itself, not `eprintln!`: libtest captures
+/// what `print!`/`eprintln!` write in a test and shows it only when the test fails, so a
+/// skipping test (which passes) would say nothing. `.ci/run` fails when such a line
+/// appears.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED ({reason}): {test}\n");
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.flush();
+}
+
 /// Services are required (CI): a missing one fails the test instead of skipping it.
 pub fn services_required() -> bool {
     std::env::var("CHAT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -1061,7 +1147,7 @@ pub fn redis_url() -> Option<String> {
         Some(u) => Some(u),
         None if services_required() => panic!("REDIS_URL must be set (CHAT_REQUIRE_SERVICES=1)"),
         None => {
-            eprintln!("Redis tests skipped: REDIS_URL is not set");
+            skip(&test_name(), "REDIS_URL is not set");
             None
         }
     }
@@ -1081,7 +1167,7 @@ impl PgDb {
             if services_required() {
                 panic!("DATABASE_URL must name a PostgreSQL server (CHAT_REQUIRE_SERVICES=1)");
             }
-            eprintln!("PostgreSQL tests skipped: DATABASE_URL is not a postgres:// URL");
+            skip(&test_name(), "DATABASE_URL is not a postgres:// URL");
             return None;
         };
         let name = format!("chat_test_{}", hex::encode(rand::random::<[u8; 6]>()));

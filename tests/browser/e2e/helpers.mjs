@@ -12,11 +12,14 @@ export const SERVER_BIN = path.resolve(ROOT, process.env.CHAT_SERVER_BIN || 'tar
 export const SCREENSHOTS = process.env.SCREENSHOT_DIR || path.join(ROOT, 'docs/screenshots');
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-/** Reason to skip the e2e tests, or null. */
+/** Reason to skip the e2e tests, or null. With E2E_REQUIRED=1 (tests/browser.rs, CI)
+ *  there is none: a missing prerequisite throws, so the test file fails. */
 export function skipReason() {
-  if (!fs.existsSync(SERVER_BIN)) return `server binary ${SERVER_BIN} not built yet`;
-  if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} missing (apt-get install -y chromium)`;
-  return null;
+  let reason = null;
+  if (!fs.existsSync(SERVER_BIN)) reason = `server binary ${SERVER_BIN} not built yet`;
+  else if (!fs.existsSync(CHROMIUM)) reason = `${CHROMIUM} missing (apt-get install -y chromium)`;
+  if (reason && process.env.E2E_REQUIRED === '1') throw new Error(`E2E_REQUIRED=1, but ${reason}`);
+  return reason;
 }
 
 const dataDirs = [];
