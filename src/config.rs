@@ -1,8 +1,16 @@
 //! Settings: built-in defaults, then an optional TOML file, then `CHAT_*` environment
 //! variables (the environment wins). See the README for the full table.
+//!
+//! The layers are combined with [figment]: the file and the environment are each a
+//! [`Provider`], merged in that order over the defaults that `#[serde(default)]` supplies.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
+use figment::{
+    providers::{Format, Toml},
+    value::{Dict, Empty, Map, Value},
+    Figment, Metadata, Profile, Provider,
+};
 use serde::Deserialize;
 
 /// Every knob the server reads at start. Defaults need no setup at all.
@@ -119,14 +127,24 @@ impl Default for Settings {
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read (its path, the I/O error).
     #[error("cannot read config file {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// The config file is not valid TOML for [`Settings`] (an unknown key, a value of
+    /// the wrong type); the TOML error names the key, line and column.
     #[error("bad config file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    /// An environment variable's value does not parse or is out of range (the variable's
+    /// name, its value).
     #[error("bad value for {0}: {1:?}")]
     Env(&'static str, String),
+    /// The `[policies.<namespace>]` tables are invalid (an unknown namespace, a contradiction).
     #[error("{0}")]
     Policy(String),
+    /// The layers did not combine into settings. Not expected once the file and the
+    /// environment were each checked; figment's message names the key and its source.
+    #[error("bad configuration: {0}")]
+    Merge(Box<figment::Error>),
 }
 
 impl Settings {
@@ -136,86 +154,20 @@ impl Settings {
         let path = std::env::var_os("CHAT_CONFIG")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from("chat.toml")).filter(|p| p.exists()));
-        let mut s = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse(p, e))?
-            }
-            None => Settings::default(),
-        };
-        s.apply_env(|k| std::env::var(k).ok())?;
-        Ok(s)
+        Settings::layered(path, |k| std::env::var(k).ok())
     }
 
-    /// Overrides from `CHAT_*` variables (and `DATABASE_URL`, `REDIS_URL`).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(k: &'static str, v: String) -> Result<T, ConfigError> {
-            v.trim().parse().map_err(|_| ConfigError::Env(k, v))
+    /// Defaults, then the TOML file at `file` (if any), then the variables `lookup`
+    /// returns (the process environment in [`Settings::load`], a table in tests).
+    fn layered(file: Option<PathBuf>, lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            figment = figment.merge(ConfigFile::read(path)?);
         }
-        fn boolean(k: &'static str, v: String) -> Result<bool, ConfigError> {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" | "" => Ok(false),
-                _ => Err(ConfigError::Env(k, v)),
-            }
-        }
-        macro_rules! env {
-            ($k:literal, $f:ident, $conv:expr) => {
-                if let Some(v) = get($k) {
-                    self.$f = $conv($k, v)?;
-                }
-            };
-        }
-        env!("CHAT_BIND", bind, |_, v: String| Ok::<_, ConfigError>(v));
-        env!("CHAT_DATA_DIR", data_dir, |_, v: String| Ok::<_, ConfigError>(
-            PathBuf::from(v)
-        ));
-        env!("DATABASE_URL", database_url, |_, v: String| Ok::<_, ConfigError>(
-            Some(v).filter(|v| !v.is_empty())
-        ));
-        env!("REDIS_URL", redis_url, |_, v: String| Ok::<_, ConfigError>(
-            Some(v).filter(|v| !v.is_empty())
-        ));
-        env!("CHAT_CLUSTER_NAME", cluster_name, |_, v: String| Ok::<_, ConfigError>(
-            v
-        ));
-        env!("CHAT_PRESENCE_REFRESH_S", presence_refresh_s, parse);
-        env!("CHAT_JWT_SECRET", jwt_secret, |_, v: String| Ok::<_, ConfigError>(
-            Some(v).filter(|v| !v.is_empty())
-        ));
-        env!("CHAT_ALLOW_ANONYMOUS", allow_anonymous, |k, v| boolean(k, v).map(Some));
-        env!("CHAT_ALLOWED_ORIGINS", allowed_origins, |_, v: String| Ok::<
-            _,
-            ConfigError,
-        >(
-            v.split(',')
-                .map(|s| s.trim().trim_end_matches('/').to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        ));
-        env!("CHAT_DEMO", demo, boolean);
-        env!("CHAT_HEARTBEAT_S", heartbeat_s, parse);
-        env!("CHAT_CLIENT_TIMEOUT_S", client_timeout_s, parse);
-        env!("CHAT_AUTH_TIMEOUT_S", auth_timeout_s, parse);
-        env!("CHAT_MAX_MESSAGE_BYTES", max_message_bytes, parse);
-        env!("CHAT_OUTBOX_MAX_FRAMES", outbox_max_frames, parse);
-        env!("CHAT_OUTBOX_MAX_BYTES", outbox_max_bytes, parse);
-        env!("CHAT_RECOVERY_LIMIT", recovery_limit, parse);
-        env!("CHAT_PUBLISH_RATE", publish_rate, parse);
-        env!("CHAT_MAX_CHANNELS_PER_CONN", max_channels_per_conn, parse);
-        env!("CHAT_HUB_SHARDS", hub_shards, parse);
-        env!("CHAT_WORKERS", workers, parse);
-        env!("CHAT_WRITE_BATCH_MAX", write_batch_max, parse);
-        env!("CHAT_WRITE_QUEUE", write_queue, parse);
-        env!("CHAT_DB_POOL_SIZE", db_pool_size, parse);
-        env!("CHAT_MAX_UPLOAD_BYTES", max_upload_bytes, parse);
-        env!("CHAT_TRACK_MIN_INTERVAL_S", track_min_interval_s, parse);
-        env!("CHAT_TRACK_MIN_DISTANCE_M", track_min_distance_m, parse);
-        env!("CHAT_TOKEN_TTL_S", token_ttl_s, parse);
-        env!("CHAT_COOKIE_SECURE", cookie_secure, boolean);
-        env!("CHAT_LOGIN_FAILURES_PER_MIN", login_failures_per_min, parse);
-        env!("CHAT_REGISTRATIONS_PER_MIN", registrations_per_min, parse);
-        self.validate()
+        let figment = figment.merge(Environment::read(lookup)?);
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Merge(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -284,14 +236,183 @@ impl Settings {
     }
 }
 
+/// The config file layer: the file's text, checked and parsed as TOML, with metadata
+/// naming its path.
+struct ConfigFile {
+    path: PathBuf,
+    text: String,
+}
+
+impl ConfigFile {
+    /// Reads the file and checks it on its own: unknown keys and values of the wrong type
+    /// are errors even where the environment would override them.
+    fn read(path: PathBuf) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+        if let Err(e) = toml::from_str::<Settings>(&text) {
+            return Err(ConfigError::Parse(path, e));
+        }
+        Ok(ConfigFile { path, text })
+    }
+}
+
+impl Provider for ConfigFile {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("TOML file", self.path.as_path())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Toml::string(&self.text).data()
+    }
+}
+
+/// One environment variable: the setting it sets and how its text becomes a value.
+struct Var {
+    name: &'static str,
+    key: &'static str,
+    /// The value for the variable's text, `None` when the text is not a valid value.
+    parse: fn(&str) -> Option<Value>,
+}
+
+/// A table row (keeps the table below one line per variable).
+const fn var(name: &'static str, key: &'static str, parse: fn(&str) -> Option<Value>) -> Var {
+    Var { name, key, parse }
+}
+
+/// The text as it is (bind address, paths, names: digits stay a string).
+fn text(v: &str) -> Option<Value> {
+    Some(v.into())
+}
+
+/// The text as it is; the empty string means "unset".
+fn text_or_unset(v: &str) -> Option<Value> {
+    Some(match v {
+        "" => Empty::None.into(),
+        v => v.into(),
+    })
+}
+
+/// A number of type `T` (surrounding spaces ignored).
+fn number<T: FromStr + Into<Value>>(v: &str) -> Option<Value> {
+    v.trim().parse::<T>().ok().map(Into::into)
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` in any case; the empty string is false.
+fn boolean(v: &str) -> Option<Value> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true.into()),
+        "0" | "false" | "no" | "off" | "" => Some(false.into()),
+        _ => None,
+    }
+}
+
+/// A comma-separated list of origins; trailing `/` trimmed, empty entries dropped.
+fn origins(v: &str) -> Option<Value> {
+    let list: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(list.into())
+}
+
+/// Every setting's environment variable, in the declaration order of [`Settings`]
+/// (`policies` has none: it is file-only).
+const VARS: &[Var] = &[
+    var("CHAT_BIND", "bind", text),
+    var("CHAT_DATA_DIR", "data_dir", text),
+    var("DATABASE_URL", "database_url", text_or_unset),
+    var("REDIS_URL", "redis_url", text_or_unset),
+    var("CHAT_CLUSTER_NAME", "cluster_name", text),
+    var("CHAT_PRESENCE_REFRESH_S", "presence_refresh_s", number::<f64>),
+    var("CHAT_JWT_SECRET", "jwt_secret", text_or_unset),
+    var("CHAT_ALLOW_ANONYMOUS", "allow_anonymous", boolean),
+    var("CHAT_ALLOWED_ORIGINS", "allowed_origins", origins),
+    var("CHAT_DEMO", "demo", boolean),
+    var("CHAT_HEARTBEAT_S", "heartbeat_s", number::<f64>),
+    var("CHAT_CLIENT_TIMEOUT_S", "client_timeout_s", number::<f64>),
+    var("CHAT_AUTH_TIMEOUT_S", "auth_timeout_s", number::<f64>),
+    var("CHAT_MAX_MESSAGE_BYTES", "max_message_bytes", number::<usize>),
+    var("CHAT_OUTBOX_MAX_FRAMES", "outbox_max_frames", number::<usize>),
+    var("CHAT_OUTBOX_MAX_BYTES", "outbox_max_bytes", number::<usize>),
+    var("CHAT_RECOVERY_LIMIT", "recovery_limit", number::<i64>),
+    var("CHAT_PUBLISH_RATE", "publish_rate", number::<f64>),
+    var("CHAT_MAX_CHANNELS_PER_CONN", "max_channels_per_conn", number::<usize>),
+    var("CHAT_HUB_SHARDS", "hub_shards", number::<usize>),
+    var("CHAT_WORKERS", "workers", number::<usize>),
+    var("CHAT_WRITE_BATCH_MAX", "write_batch_max", number::<usize>),
+    var("CHAT_WRITE_QUEUE", "write_queue", number::<usize>),
+    var("CHAT_DB_POOL_SIZE", "db_pool_size", number::<u32>),
+    var("CHAT_MAX_UPLOAD_BYTES", "max_upload_bytes", number::<usize>),
+    var("CHAT_TRACK_MIN_INTERVAL_S", "track_min_interval_s", number::<f64>),
+    var("CHAT_TRACK_MIN_DISTANCE_M", "track_min_distance_m", number::<f64>),
+    var("CHAT_TOKEN_TTL_S", "token_ttl_s", number::<u64>),
+    var("CHAT_LOGIN_FAILURES_PER_MIN", "login_failures_per_min", number::<u32>),
+    var("CHAT_REGISTRATIONS_PER_MIN", "registrations_per_min", number::<u32>),
+    var("CHAT_COOKIE_SECURE", "cookie_secure", boolean),
+];
+
+/// The variable that sets `key`, if any.
+fn var_for(key: &str) -> Option<&'static Var> {
+    VARS.iter().find(|v| v.key == key)
+}
+
+/// The environment layer: the variables of [`VARS`] that are set, already parsed into
+/// values of their settings' types. (figment's own `Env` provider would guess types
+/// instead, turning a digits-only secret into a number.)
+struct Environment {
+    values: Vec<(&'static Var, Value)>,
+}
+
+impl Environment {
+    /// Reads every known variable through `lookup`; the first bad value is an error naming
+    /// its variable.
+    fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+        let mut values = Vec::new();
+        for var in VARS {
+            if let Some(raw) = lookup(var.name) {
+                match (var.parse)(&raw) {
+                    Some(value) => values.push((var, value)),
+                    None => return Err(ConfigError::Env(var.name, raw)),
+                }
+            }
+        }
+        Ok(Environment { values })
+    }
+}
+
+/// Shows a key path as the variable that sets it (for figment's error messages).
+fn var_name(_: &Profile, keys: &[&str]) -> String {
+    match keys {
+        [key] => var_for(key).map_or_else(|| key.to_string(), |v| v.name.to_string()),
+        _ => keys.join("."),
+    }
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENVIRONMENT).interpolater(var_name)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = self
+            .values
+            .iter()
+            .map(|(var, value)| (var.key.to_string(), value.clone()))
+            .collect();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The name of the environment layer in figment's metadata.
+const ENVIRONMENT: &str = "environment variable";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn env_overrides_defaults() {
-        let mut s = Settings::default();
-        s.apply_env(|k| match k {
+        let s = Settings::layered(None, |k| match k {
             "CHAT_BIND" => Some("127.0.0.1:0".into()),
             "CHAT_HEARTBEAT_S" => Some("0.5".into()),
             "CHAT_ALLOW_ANONYMOUS" => Some("yes".into()),
@@ -307,12 +428,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors() {
-        let mut s = Settings::default();
-        assert!(s
-            .apply_env(|k| (k == "CHAT_HEARTBEAT_S").then(|| "abc".into()))
-            .is_err());
-        let mut s = Settings::default();
-        assert!(s.apply_env(|k| (k == "CHAT_DEMO").then(|| "maybe".into())).is_err());
+        assert!(Settings::layered(None, |k| (k == "CHAT_HEARTBEAT_S").then(|| "abc".into())).is_err());
+        assert!(Settings::layered(None, |k| (k == "CHAT_DEMO").then(|| "maybe".into())).is_err());
     }
 
     #[test]
