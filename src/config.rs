@@ -2,9 +2,11 @@
 //! variables (the environment wins). See the README for the full table.
 //!
 //! The layers are combined with [figment]: the file and the environment are each a
-//! [`Provider`], merged in that order over the defaults that `#[serde(default)]` supplies.
+//! [`Provider`], merged in that order over the defaults that `#[serde(default)]` supplies,
+//! and figment's metadata tells which layer each value came from
+//! ([`Settings::load_with_sources`]).
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use figment::{
     providers::{Format, Toml},
@@ -138,6 +140,9 @@ pub enum ConfigError {
     /// name, its value).
     #[error("bad value for {0}: {1:?}")]
     Env(&'static str, String),
+    /// A value from the config file is out of range (the file, the key, the value).
+    #[error("bad value for {1} in config file {0}: {2:?}")]
+    File(PathBuf, &'static str, String),
     /// The `[policies.<namespace>]` tables are invalid (an unknown namespace, a contradiction).
     #[error("{0}")]
     Policy(String),
@@ -151,6 +156,12 @@ impl Settings {
     /// Defaults, then the file named by `CHAT_CONFIG` (or `chat.toml` if present), then
     /// the environment.
     pub fn load() -> Result<Settings, ConfigError> {
+        Settings::load_with_sources().map(|(settings, _)| settings)
+    }
+
+    /// As [`Settings::load`], and also where each setting's value came from: its default,
+    /// the config file, or an environment variable (see [`Sources`]).
+    pub fn load_with_sources() -> Result<(Settings, Sources), ConfigError> {
         let path = std::env::var_os("CHAT_CONFIG")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from("chat.toml")).filter(|p| p.exists()));
@@ -159,42 +170,41 @@ impl Settings {
 
     /// Defaults, then the TOML file at `file` (if any), then the variables `lookup`
     /// returns (the process environment in [`Settings::load`], a table in tests).
-    fn layered(file: Option<PathBuf>, lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    fn layered(
+        file: Option<PathBuf>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Settings, Sources), ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
             figment = figment.merge(ConfigFile::read(path)?);
         }
         let figment = figment.merge(Environment::read(lookup)?);
         let settings: Settings = figment.extract().map_err(|e| ConfigError::Merge(Box::new(e)))?;
-        settings.validate()?;
-        Ok(settings)
+        let sources = Sources::of(&figment);
+        settings.validate(&sources)?;
+        Ok((settings, sources))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let pos = |k: &'static str, v: f64| {
+    /// Range checks; an error names where the offending value came from.
+    fn validate(&self, sources: &Sources) -> Result<(), ConfigError> {
+        let pos = |key: &'static str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(ConfigError::Env(k, v.to_string()))
+                Err(sources.bad_value(key, v.to_string()))
             }
         };
-        pos("CHAT_HEARTBEAT_S", self.heartbeat_s)?;
-        pos("CHAT_CLIENT_TIMEOUT_S", self.client_timeout_s)?;
-        pos("CHAT_AUTH_TIMEOUT_S", self.auth_timeout_s)?;
-        pos("CHAT_PUBLISH_RATE", self.publish_rate)?;
-        pos("CHAT_PRESENCE_REFRESH_S", self.presence_refresh_s)?;
+        pos("heartbeat_s", self.heartbeat_s)?;
+        pos("client_timeout_s", self.client_timeout_s)?;
+        pos("auth_timeout_s", self.auth_timeout_s)?;
+        pos("publish_rate", self.publish_rate)?;
+        pos("presence_refresh_s", self.presence_refresh_s)?;
         if self.max_message_bytes < 64 {
-            return Err(ConfigError::Env(
-                "CHAT_MAX_MESSAGE_BYTES",
-                self.max_message_bytes.to_string(),
-            ));
+            return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
         crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
         if self.outbox_max_frames < 8 {
-            return Err(ConfigError::Env(
-                "CHAT_OUTBOX_MAX_FRAMES",
-                self.outbox_max_frames.to_string(),
-            ));
+            return Err(sources.bad_value("outbox_max_frames", self.outbox_max_frames.to_string()));
         }
         Ok(())
     }
@@ -233,6 +243,116 @@ impl Settings {
         } else {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         }
+    }
+}
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Nothing set it: the built-in default.
+    Default,
+    /// The TOML config file at this path.
+    File(PathBuf),
+    /// The environment variable of this name.
+    Env(&'static str),
+}
+
+impl fmt::Display for Source {
+    /// `default`, `file <path>` or `env <VARIABLE>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+        }
+    }
+}
+
+/// Where every setting came from: one `(key, source)` pair per field of [`Settings`], in
+/// declaration order, keys spelled as in the config file (`bind`, `heartbeat_s`, ...,
+/// `policies`). It holds sources only, never values, so it is safe to show in full (the
+/// JWT secret's source included).
+///
+/// ```no_run
+/// use chatserver::config::Settings;
+///
+/// let (_settings, sources) = Settings::load_with_sources()?;
+/// for (key, source) in &sources {
+///     println!("{key:24} {source}");
+/// }
+/// # Ok::<(), chatserver::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources(Vec<(&'static str, Source)>);
+
+/// Iterator over the `(key, source)` pairs of [`Sources`] (from [`Sources::iter`]).
+#[derive(Debug, Clone)]
+pub struct SourcesIter<'a>(std::slice::Iter<'a, (&'static str, Source)>);
+
+impl<'a> Iterator for SourcesIter<'a> {
+    type Item = (&'static str, &'a Source);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(key, source)| (*key, source))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for SourcesIter<'_> {}
+
+impl Sources {
+    /// The source of the setting `key`; `None` when `key` is not a setting.
+    pub fn get(&self, key: &str) -> Option<&Source> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, source)| source)
+    }
+
+    /// Every `(key, source)` pair, in the declaration order of [`Settings`].
+    pub fn iter(&self) -> SourcesIter<'_> {
+        SourcesIter(self.0.iter())
+    }
+
+    /// Reads the sources off the figment's metadata: the provider whose value won for
+    /// each key; a key no provider set has its default.
+    fn of(figment: &Figment) -> Sources {
+        let keys = VARS.iter().map(|var| var.key).chain(FILE_ONLY_KEYS.iter().copied());
+        Sources(keys.map(|key| (key, source_of(figment, key))).collect())
+    }
+
+    /// The error for `key`'s `value` failing validation, naming where it came from.
+    fn bad_value(&self, key: &'static str, value: String) -> ConfigError {
+        match self.get(key) {
+            Some(Source::File(path)) => ConfigError::File(path.clone(), key, value),
+            Some(Source::Env(name)) => ConfigError::Env(name, value),
+            // Defaults are valid; should one not be, name the variable that overrides it.
+            _ => ConfigError::Env(var_for(key).map_or(key, |var| var.name), value),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Sources {
+    type Item = (&'static str, &'a Source);
+    type IntoIter = SourcesIter<'a>;
+
+    fn into_iter(self) -> SourcesIter<'a> {
+        self.iter()
+    }
+}
+
+/// The source of `key` in `figment`: the config file or the environment provider, whichever
+/// supplied the value that won; the default when neither did.
+fn source_of(figment: &Figment, key: &'static str) -> Source {
+    let Some(metadata) = figment.find_metadata(key) else {
+        return Source::Default;
+    };
+    if let Some(path) = metadata.source.as_ref().and_then(|s| s.file_path()) {
+        return Source::File(path.to_path_buf());
+    }
+    match var_for(key) {
+        Some(var) if metadata.name == ENVIRONMENT => Source::Env(var.name),
+        _ => Source::Default,
     }
 }
 
@@ -316,7 +436,7 @@ fn origins(v: &str) -> Option<Value> {
 }
 
 /// Every setting's environment variable, in the declaration order of [`Settings`]
-/// (`policies` has none: it is file-only).
+/// (except the [`FILE_ONLY_KEYS`], which have none and come last).
 const VARS: &[Var] = &[
     var("CHAT_BIND", "bind", text),
     var("CHAT_DATA_DIR", "data_dir", text),
@@ -350,6 +470,9 @@ const VARS: &[Var] = &[
     var("CHAT_REGISTRATIONS_PER_MIN", "registrations_per_min", number::<u32>),
     var("CHAT_COOKIE_SECURE", "cookie_secure", boolean),
 ];
+
+/// Settings only the config file sets.
+const FILE_ONLY_KEYS: &[&str] = &["policies"];
 
 /// The variable that sets `key`, if any.
 fn var_for(key: &str) -> Option<&'static Var> {
@@ -412,7 +535,7 @@ mod tests {
 
     #[test]
     fn env_overrides_defaults() {
-        let s = Settings::layered(None, |k| match k {
+        let (s, _) = Settings::layered(None, |k| match k {
             "CHAT_BIND" => Some("127.0.0.1:0".into()),
             "CHAT_HEARTBEAT_S" => Some("0.5".into()),
             "CHAT_ALLOW_ANONYMOUS" => Some("yes".into()),
