@@ -1,0 +1,263 @@
+//! Settings: built-in defaults, then an optional TOML file, then `CHAT_*` environment
+//! variables (the environment wins). See the README for the full table.
+//!
+//! The layers are combined with [figment]: the file and the environment are each a
+//! [`Provider`], merged in that order over the defaults that `#[serde(default)]` supplies,
+//! and figment's metadata tells which layer each value came from
+//! ([`Settings::load_with_sources`]).
+//!
+//! * [`layers`] – the file and environment providers (every variable and its parsing).
+//! * [`sources`] – where each effective value came from.
+
+mod layers;
+mod sources;
+#[cfg(test)]
+mod tests;
+
+use self::layers::{ConfigFile, Environment};
+pub use self::sources::{Source, Sources, SourcesIter};
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::Figment;
+use serde::Deserialize;
+
+/// Every knob the server reads at start. Defaults need no setup at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP/WebSocket listener binds (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// Directory for the SQLite file, uploads and the generated JWT secret.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` (default: `<data_dir>/chat.db`).
+    pub database_url: Option<String>,
+    /// Broker between nodes; `None` runs a single node.
+    pub redis_url: Option<String>,
+    /// Name of the cluster on the broker (deployments sharing one Redis stay apart).
+    pub cluster_name: String,
+    /// Nodes re-announce their presence lists this often; a node silent for three
+    /// periods is taken as gone.
+    pub presence_refresh_s: f64,
+    /// HS256 secret; generated and kept in the data dir when absent.
+    pub jwt_secret: Option<String>,
+    /// Anonymous connections may read namespaces that allow it (feeds).
+    /// `None` means "follow `demo`".
+    pub allow_anonymous: Option<bool>,
+    /// Extra `Origin` values allowed to open a WebSocket (the own origin always is).
+    pub allowed_origins: Vec<String>,
+    /// Run the built-in demo feeds.
+    pub demo: bool,
+    /// Server ping interval in seconds (fractions allowed, for tests).
+    pub heartbeat_s: f64,
+    /// A client silent for this long (no frame, no pong) is closed.
+    pub client_timeout_s: f64,
+    /// Deadline for the first-frame `auth` form.
+    pub auth_timeout_s: f64,
+    /// Largest accepted `data` object, in bytes of JSON.
+    pub max_message_bytes: usize,
+    /// Frames queued for one connection before it is closed as a slow consumer.
+    pub outbox_max_frames: usize,
+    /// Bytes queued for one connection before it is closed as a slow consumer.
+    pub outbox_max_bytes: usize,
+    /// Most messages a `join` with `since` returns before answering `recovered:false`.
+    pub recovery_limit: i64,
+    /// Publishes (and other writes) per second per connection; bursts of twice that.
+    pub publish_rate: f64,
+    /// Channels one connection may be joined to at once.
+    pub max_channels_per_conn: usize,
+    /// Hub shards (actors on their own threads); 0 = one per CPU.
+    pub hub_shards: usize,
+    /// HTTP worker threads; 0 = one per CPU.
+    pub workers: usize,
+    /// Most publishes the writer commits in one transaction.
+    pub write_batch_max: usize,
+    /// Writer queue length; beyond it publishes fail fast with `unavailable`.
+    pub write_queue: usize,
+    /// Connections in the database pool (readers; the writer has its own).
+    pub db_pool_size: u32,
+    /// Largest accepted upload, bytes.
+    pub max_upload_bytes: usize,
+    /// Location track: store at most one point per entity per this many seconds ...
+    pub track_min_interval_s: f64,
+    /// ... unless it moved at least this many metres.
+    pub track_min_distance_m: f64,
+    /// Locations, track sampling state and known feed channels idle for this long are
+    /// forgotten (stored last values and tracks stay).
+    pub feed_idle_s: f64,
+    /// Token lifetime for tokens issued by `/api/login` and `/api/register`.
+    pub token_ttl_s: u64,
+    /// Failed logins allowed per minute, per client address and per account.
+    pub login_failures_per_min: u32,
+    /// Registrations allowed per minute per client address.
+    pub registrations_per_min: u32,
+    /// Mark the session cookie `Secure` (set behind TLS).
+    pub cookie_secure: bool,
+    /// Namespace policy overrides (`[policies.ticker]` ...), file only.
+    pub policies: std::collections::HashMap<String, crate::channels::PolicyOverride>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            cluster_name: "default".into(),
+            presence_refresh_s: 10.0,
+            jwt_secret: None,
+            allow_anonymous: None,
+            allowed_origins: Vec::new(),
+            demo: true,
+            heartbeat_s: 25.0,
+            client_timeout_s: 60.0,
+            auth_timeout_s: 5.0,
+            max_message_bytes: 65536,
+            outbox_max_frames: 4096,
+            outbox_max_bytes: 8 * 1024 * 1024,
+            recovery_limit: 1000,
+            publish_rate: 50.0,
+            max_channels_per_conn: 512,
+            hub_shards: 0,
+            workers: 0,
+            write_batch_max: 512,
+            write_queue: 65536,
+            db_pool_size: 8,
+            max_upload_bytes: 10 * 1024 * 1024,
+            track_min_interval_s: 5.0,
+            track_min_distance_m: 25.0,
+            feed_idle_s: 86_400.0,
+            token_ttl_s: 30 * 24 * 3600,
+            cookie_secure: false,
+            login_failures_per_min: 10,
+            registrations_per_min: 120,
+            policies: Default::default(),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read (its path, the I/O error).
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The config file is not valid TOML for [`Settings`] (an unknown key, a value of
+    /// the wrong type); the TOML error names the key, line and column.
+    #[error("bad config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    /// An environment variable's value does not parse or is out of range (the variable's
+    /// name, its value).
+    #[error("bad value for {0}: {1:?}")]
+    Env(&'static str, String),
+    /// A value from the config file is out of range (the file, the key, the value).
+    #[error("bad value for {1} in config file {0}: {2:?}")]
+    File(PathBuf, &'static str, String),
+    /// The `[policies.<namespace>]` tables are invalid (an unknown namespace, a contradiction).
+    #[error("{0}")]
+    Policy(String),
+    /// The layers did not combine into settings. Not expected once the file and the
+    /// environment were each checked; figment's message names the key and its source.
+    #[error("bad configuration: {0}")]
+    Merge(Box<figment::Error>),
+}
+
+impl Settings {
+    /// Defaults, then the file named by `CHAT_CONFIG` (or `chat.toml` if present), then
+    /// the environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        Settings::load_with_sources().map(|(settings, _)| settings)
+    }
+
+    /// As [`Settings::load`], and also where each setting's value came from: its default,
+    /// the config file, or an environment variable (see [`Sources`]).
+    pub fn load_with_sources() -> Result<(Settings, Sources), ConfigError> {
+        let path = std::env::var_os("CHAT_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("chat.toml")).filter(|p| p.exists()));
+        Settings::layered(path, |k| std::env::var(k).ok())
+    }
+
+    /// Defaults, then the TOML file at `file` (if any), then the variables `lookup`
+    /// returns (the process environment in [`Settings::load`], a table in tests).
+    fn layered(
+        file: Option<PathBuf>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Settings, Sources), ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            figment = figment.merge(ConfigFile::read(path)?);
+        }
+        let figment = figment.merge(Environment::read(lookup)?);
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Merge(Box::new(e)))?;
+        let sources = Sources::of(&figment);
+        settings.validate(&sources)?;
+        Ok((settings, sources))
+    }
+
+    /// Range checks; an error names where the offending value came from.
+    fn validate(&self, sources: &Sources) -> Result<(), ConfigError> {
+        let pos = |key: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(sources.bad_value(key, v.to_string()))
+            }
+        };
+        pos("heartbeat_s", self.heartbeat_s)?;
+        pos("client_timeout_s", self.client_timeout_s)?;
+        pos("auth_timeout_s", self.auth_timeout_s)?;
+        pos("publish_rate", self.publish_rate)?;
+        pos("presence_refresh_s", self.presence_refresh_s)?;
+        pos("feed_idle_s", self.feed_idle_s)?;
+        if self.max_message_bytes < 64 {
+            return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
+        }
+        crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
+        if self.outbox_max_frames < 8 {
+            return Err(sources.bad_value("outbox_max_frames", self.outbox_max_frames.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Anonymous readers allowed (explicit setting, else on in demo mode).
+    pub fn anonymous(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.demo)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs_f64(self.heartbeat_s)
+    }
+
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.client_timeout_s)
+    }
+
+    pub fn feed_idle(&self) -> Duration {
+        Duration::from_secs_f64(self.feed_idle_s)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.auth_timeout_s)
+    }
+
+    /// Largest WebSocket frame accepted: the data limit plus room for the envelope.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_message_bytes + 4096
+    }
+
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind
+            .parse()
+            .map_err(|_| ConfigError::Env("CHAT_BIND", self.bind.clone()))
+    }
+
+    pub fn shards(&self) -> usize {
+        if self.hub_shards > 0 {
+            self.hub_shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        }
+    }
+}
