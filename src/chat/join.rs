@@ -112,7 +112,13 @@ pub async fn subscribe(chat: Chat, conn: Arc<ConnHandle>, j: Joining, req_id: Op
             })
             .await;
         match done {
-            Ok(Completed::Done | Completed::Gone) => return,
+            Ok(Completed::Done) => return,
+            Ok(Completed::Gone) => {
+                // Left (or the connection closed) while the snapshot was read.
+                let e = AppError::bad_request("join superseded by a later leave or join");
+                conn.outbox.push(reply_err(req_id, &e));
+                return;
+            }
             Ok(Completed::Restart) => continue,
             Err(_) => {
                 conn.outbox

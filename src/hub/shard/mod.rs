@@ -353,7 +353,9 @@ impl Handler<JoinComplete> for Shard {
             MemberState::Active { .. } => None,
         };
         let conn = m.conn.clone();
-        if presence_on && ch.presence.join(&conn.user) {
+        // Counted once per membership: a second completion (two joins of the same
+        // channel racing) finds the member active already.
+        if presence_on && held.is_some() && ch.presence.join(&conn.user) {
             self.dirty.insert(msg.channel.clone());
         }
         let s = msg.snapshot;

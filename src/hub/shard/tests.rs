@@ -190,3 +190,28 @@ async fn a_gap_is_filled_from_storage() {
     }
     assert_eq!(got, [1, 2, 3]);
 }
+
+#[actix_web::test]
+async fn racing_joins_of_one_connection_count_its_presence_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = shard(dir.path());
+    let ch = Channel::parse("room:twice").unwrap();
+    let a = conn(1);
+    join(&shard, &a, &ch).await;
+    join(&shard, &a, &ch).await;
+    assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
+    assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
+    let query = || crate::hub::PresenceQuery {
+        channel: ch.full.clone(),
+    };
+    let members = shard.send(query()).await.unwrap();
+    assert_eq!(members.iter().map(|m| m.conns).collect::<Vec<_>>(), [1]);
+    shard
+        .send(crate::hub::Unsubscribe {
+            conn_id: 1,
+            channels: vec![ch.full.clone()],
+        })
+        .await
+        .unwrap();
+    assert!(shard.send(query()).await.unwrap().is_empty(), "nobody left behind");
+}
