@@ -3,7 +3,10 @@
 
 use std::process::ExitCode;
 
-use chatserver::{config::Settings, startup::Application};
+use chatserver::{
+    config::{Settings, Source},
+    startup::Application,
+};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -12,7 +15,16 @@ async fn main() -> ExitCode {
         return healthcheck();
     }
     let result = async {
-        let settings = Settings::load()?;
+        let (settings, sources) = Settings::load_with_sources()?;
+        // Which settings were set, and where (never their values: one is the secret).
+        let set: Vec<String> = sources
+            .iter()
+            .filter(|(_, source)| **source != Source::Default)
+            .map(|(key, source)| format!("{key} ({source})"))
+            .collect();
+        if !set.is_empty() {
+            log::info!("settings: {}", set.join(", "));
+        }
         let app = Application::build(settings).await?;
         // Tests and scripts read the bound address from this line.
         println!("listening on {}", app.addr());
