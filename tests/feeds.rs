@@ -210,6 +210,20 @@ fn track(s: &TestServer, token: &str, entity: &str) -> Vec<(f64, f64, i64)> {
         .collect()
 }
 
+/// Waits until the writer stored everything published before: a sentinel point
+/// published now is stored after all of it (the writer keeps the order).
+fn writer_caught_up(s: &TestServer, pub_tok: &str, tok: &str) {
+    batch_all_ok(
+        s,
+        pub_tok,
+        &[json!({"channel":"loc:sentinel","data":{"lat":1.0,"lon":1.0}})],
+    );
+    assert!(
+        wait_until(secs(10.0), || track(s, tok, "sentinel").len() == 1),
+        "writer did not catch up"
+    );
+}
+
 fn nearby(s: &TestServer, token: &str, lat: f64, lon: f64, radius_m: f64, limit: Option<usize>) -> Vec<Value> {
     let mut q = format!("/api/locations/nearby?lat={lat}&lon={lon}&radius_m={radius_m}");
     if let Some(l) = limit {
@@ -1068,15 +1082,7 @@ fn track_sampled_by_distance() {
         .map(|(lat, lon)| json!({"channel":"loc:walker","data":{"lat":lat,"lon":lon}}))
         .collect();
     batch_all_ok(&s, &pub_tok, &items);
-    batch_all_ok(
-        &s,
-        &pub_tok,
-        &[json!({"channel":"loc:sentinel","data":{"lat":1.0,"lon":1.0}})],
-    );
-    assert!(
-        wait_until(secs(10.0), || track(&s, &tok, "sentinel").len() == 1),
-        "writer did not catch up"
-    );
+    writer_caught_up(&s, &pub_tok, &tok);
     let t = track(&s, &tok, "walker");
     // 990 m walked: a point about every 100 m -> about 10 points.
     assert!(
@@ -1127,15 +1133,7 @@ fn track_keeps_every_point_when_sampling_off() {
     // Exactly once: a sentinel published after the batch was answered is stored after
     // every point of the batch (the writer keeps the order), so once it is there, so is
     // any extra copy.
-    batch_all_ok(
-        &s,
-        &pub_tok,
-        &[json!({"channel":"loc:sentinel","data":{"lat":1.0,"lon":1.0}})],
-    );
-    assert!(
-        wait_until(secs(10.0), || track(&s, &tok, "sentinel").len() == 1),
-        "writer did not catch up"
-    );
+    writer_caught_up(&s, &pub_tok, &tok);
     let t = track(&s, &tok, "walker");
     assert_eq!(t.len(), 100, "every point stored exactly once");
     for (i, (p, q)) in t.iter().zip(&pts).enumerate() {
