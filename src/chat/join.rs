@@ -19,7 +19,10 @@ use crate::{
     error::{AppError, AppResult},
     hub::{Completed, JoinComplete, Subscribe, Subscribed},
     protocol::{reply_err, request, Empty},
-    storage::{queries, writer::WriteOp},
+    storage::{
+        queries::{self, JoinRead},
+        writer::WriteOp,
+    },
 };
 
 /// Most `limit` of a join.
@@ -88,12 +91,21 @@ pub async fn subscribe(chat: Chat, conn: Arc<ConnHandle>, j: Joining, req_id: Op
             return;
         }
     }
-    let recovery = chat.settings.recovery_limit;
+    let (recovery_limit, budget) = (chat.settings.recovery_limit, chat.settings.reply_budget());
     for _ in 0..MAX_SNAPSHOTS {
         let (name, since, epoch, limit) = (j.channel.full.clone(), j.since, j.epoch.clone(), j.limit);
         let snapshot = chat
             .db
-            .run(move |c| queries::join_snapshot(c, &name, since, epoch.as_deref(), limit, recovery))
+            .run(move |c| {
+                let read = JoinRead {
+                    since,
+                    epoch: epoch.as_deref(),
+                    limit,
+                    recovery_limit,
+                    budget,
+                };
+                queries::join_snapshot(c, &name, &read)
+            })
             .await;
         let snapshot = match snapshot {
             Ok(s) => s,

@@ -108,6 +108,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_MAX_MESSAGE_BYTES", "max_message_bytes", number::<usize>),
     var("CHAT_OUTBOX_MAX_FRAMES", "outbox_max_frames", number::<usize>),
     var("CHAT_OUTBOX_MAX_BYTES", "outbox_max_bytes", number::<usize>),
+    var("CHAT_REPLY_MAX_BYTES", "reply_max_bytes", number::<usize>),
     var("CHAT_RECOVERY_LIMIT", "recovery_limit", number::<i64>),
     var("CHAT_PUBLISH_RATE", "publish_rate", number::<f64>),
     var("CHAT_MAX_CHANNELS_PER_CONN", "max_channels_per_conn", number::<usize>),

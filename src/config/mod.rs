@@ -60,6 +60,9 @@ pub struct Settings {
     pub outbox_max_frames: usize,
     /// Bytes queued for one connection before it is closed as a slow consumer.
     pub outbox_max_bytes: usize,
+    /// Most bytes of messages one reply carries (`join` with `since`, `history`); the
+    /// rest is fetched page by page. At most a quarter of `outbox_max_bytes` is used.
+    pub reply_max_bytes: usize,
     /// Most messages a `join` with `since` returns before answering `recovered:false`.
     pub recovery_limit: i64,
     /// Publishes (and other writes) per second per connection; bursts of twice that.
@@ -116,6 +119,7 @@ impl Default for Settings {
             max_message_bytes: 65536,
             outbox_max_frames: 4096,
             outbox_max_bytes: 8 * 1024 * 1024,
+            reply_max_bytes: 1024 * 1024,
             recovery_limit: 1000,
             publish_rate: 50.0,
             max_channels_per_conn: 512,
@@ -215,6 +219,9 @@ impl Settings {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
         crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
+        if self.reply_max_bytes < 1024 {
+            return Err(sources.bad_value("reply_max_bytes", self.reply_max_bytes.to_string()));
+        }
         if self.outbox_max_frames < 8 {
             return Err(sources.bad_value("outbox_max_frames", self.outbox_max_frames.to_string()));
         }
@@ -240,6 +247,12 @@ impl Settings {
 
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.auth_timeout_s)
+    }
+
+    /// The byte budget of a reply's messages: well under a connection's queue, so that
+    /// asking can never get a client closed as a slow consumer.
+    pub fn reply_budget(&self) -> usize {
+        self.reply_max_bytes.min(self.outbox_max_bytes / 4).max(1024)
     }
 
     /// Largest WebSocket frame accepted: the data limit plus room for the envelope.

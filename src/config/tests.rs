@@ -140,6 +140,7 @@ fn sample(key: &str) -> &'static str {
         "redis_url" => "redis://localhost",
         "allowed_origins" => "https://a.example",
         "allow_anonymous" | "demo" | "cookie_secure" => "true",
+        "reply_max_bytes" => "100000",
         _ => "100",
     }
 }

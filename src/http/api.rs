@@ -170,9 +170,23 @@ async fn history(
     Ok(HttpResponse::Ok().json(chat::history::history(state.chat.clone(), who, req).await?))
 }
 
-async fn presence(state: web::Data<AppState>, Caller(who): Caller, path: web::Path<String>) -> AppResult<HttpResponse> {
+#[derive(Deserialize)]
+struct PresenceQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn presence(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    path: web::Path<String>,
+    q: web::Query<PresenceQuery>,
+) -> AppResult<HttpResponse> {
+    let PresenceQuery { after, limit } = q.into_inner();
     let req = request::Presence {
         channel: path.into_inner(),
+        after,
+        limit,
     };
     Ok(HttpResponse::Ok().json(chat::presence::presence(state.chat.clone(), who, req).await?))
 }

@@ -35,7 +35,7 @@ use crate::{
     channels::Channel,
     conn::{Ack, ConnHandle, Registry},
     feeds::Feeds,
-    protocol::{Message, PresenceMember, PublishOk, UserRef},
+    protocol::{Message, PublishOk, UserRef},
     storage::{queries::JoinSnapshot, writer::Commit, Db},
 };
 
@@ -258,11 +258,14 @@ pub struct Typing {
     pub ack: Ack<crate::protocol::Empty>,
 }
 
-/// The present members of a channel.
+/// A page of the present members of a channel, ordered by (name, id).
 #[derive(ActixMessage)]
-#[rtype(result = "Vec<PresenceMember>")]
-pub struct PresenceQuery {
+#[rtype(result = "presence::Page")]
+pub struct PresencePage {
     pub channel: Arc<str>,
+    /// Start after this member (from the start when `None`).
+    pub after: Option<presence::Cursor>,
+    pub limit: usize,
 }
 
 /// A publish into an in-memory last-value channel (`ticker:`, `loc:`).

@@ -34,8 +34,9 @@ pub const GAP_GIVE_UP: Duration = Duration::from_secs(5);
 /// Most messages waiting for their predecessors.
 pub const MAX_PENDING: usize = 4096;
 
-/// Most messages one read from storage returns.
-pub const MAX_READ: i64 = 1000;
+/// Most messages one read from storage returns (a resync reads on while pages come
+/// back full).
+pub const MAX_READ: i64 = 256;
 
 /// What the driver has to do next about a gap.
 #[derive(Debug, PartialEq, Eq)]

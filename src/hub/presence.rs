@@ -2,7 +2,12 @@
 //! clock: the caller passes `now`).
 //!
 //! It counts this node's present connections per user, keeps the lists the other
-//! nodes announced, and accumulates two kinds of changes between flushes:
+//! nodes announced, and maintains the cluster-wide view incrementally: per user the
+//! connections summed over nodes, and an index ordered by (name, id) from which the
+//! member list is read a page at a time. A join or leave costs O(log n) in the room's
+//! size; nothing is ever sorted or copied whole.
+//!
+//! Between flushes it accumulates two kinds of changes:
 //! * the cluster-wide diff for this node's members (`joined`/`left` of the next
 //!   `presence` event): a user who joins and leaves between two flushes produces
 //!   nothing, and a user present on two nodes stays present until both let go;
@@ -12,18 +17,13 @@
 //! taken as gone ([`Presence::expire`]) and its users leave.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
+    ops::Bound,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use crate::protocol::{PresenceMember, UserRef};
-
-/// A user's connections on this node.
-struct Local {
-    name: Arc<str>,
-    conns: u32,
-}
 
 /// Who is present in the channel on another node.
 struct RemoteNode {
@@ -71,88 +71,172 @@ impl Diff {
     }
 }
 
+/// Above this many users present, members get only the count, not who joined or left.
+pub const LARGE: usize = 1000;
+
+/// How often a large channel's count is told, at most.
+pub const COUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a flush tells this node's members.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing changed.
+    Nothing,
+    /// Who joined and who left since the last flush, and how many are present.
+    Diff {
+        joined: Vec<UserRef>,
+        left: Vec<UserRef>,
+        count: usize,
+    },
+    /// A large channel: only how many are present.
+    Count(usize),
+    /// A large channel's count changed, but it was told less than [`COUNT_EVERY`] ago:
+    /// flush again later.
+    Later,
+}
+
+/// A user present somewhere in the cluster.
+struct Present {
+    name: Arc<str>,
+    /// Connections over all nodes.
+    conns: u32,
+}
+
+/// A position in the member list: members are ordered by (name, id).
+pub type Cursor = (Arc<str>, Arc<str>);
+
+/// One page of the member list.
+#[derive(Debug)]
+pub struct Page {
+    pub members: Vec<PresenceMember>,
+    /// Users present in all.
+    pub count: usize,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
 /// Presence of one channel.
 #[derive(Default)]
 pub struct Presence {
-    local: HashMap<Arc<str>, Local>,
+    /// This node's present connections per user id.
+    local: HashMap<Arc<str>, u32>,
     remote: HashMap<Arc<str>, RemoteNode>,
+    /// Everyone present in the cluster, by id.
+    all: HashMap<Arc<str>, Present>,
+    /// The same users ordered by (name, id).
+    order: BTreeSet<Cursor>,
     /// Cluster-wide changes for the next event to this node's members.
     event: Diff,
     /// This node's changes for the next announcement to other nodes.
     announce: Diff,
+    /// The count last told in a large channel, and when.
+    told: Option<(usize, Instant)>,
 }
 
 impl Presence {
-    /// Present anywhere in the cluster (this node or another)?
-    fn present_anywhere(&self, user: &str) -> bool {
-        self.local.contains_key(user) || self.remote.values().any(|n| n.users.contains_key(user))
+    /// Adds `n` connections of `user` to the cluster-wide view; true when the user
+    /// was not present before.
+    fn add(&mut self, user: &UserRef, n: u32) -> bool {
+        match self.all.get_mut(&user.id) {
+            Some(p) => {
+                p.conns += n;
+                false
+            }
+            None => {
+                self.all.insert(
+                    user.id.clone(),
+                    Present {
+                        name: user.name.clone(),
+                        conns: n,
+                    },
+                );
+                self.order.insert((user.name.clone(), user.id.clone()));
+                true
+            }
+        }
+    }
+
+    /// Takes `n` connections of user `id` from the cluster-wide view; true when the
+    /// user is no longer present anywhere.
+    fn sub(&mut self, id: &Arc<str>, n: u32) -> bool {
+        let Some(p) = self.all.get_mut(id) else {
+            return false;
+        };
+        p.conns = p.conns.saturating_sub(n);
+        if p.conns > 0 {
+            return false;
+        }
+        if let Some(p) = self.all.remove(id) {
+            self.order.remove(&(p.name, id.clone()));
+        }
+        true
     }
 
     /// A connection of `user` on this node became present. True when this node's
     /// presence changed (a flush has something to do).
     pub fn join(&mut self, user: &UserRef) -> bool {
-        let was_anywhere = self.present_anywhere(&user.id);
-        let l = self.local.entry(user.id.clone()).or_insert_with(|| Local {
-            name: user.name.clone(),
-            conns: 0,
-        });
-        l.name = user.name.clone();
-        l.conns += 1;
-        if l.conns > 1 {
-            return false;
-        }
-        self.announce.join(user);
-        if !was_anywhere {
+        let local = self.local.entry(user.id.clone()).or_insert(0);
+        *local += 1;
+        let first_here = *local == 1;
+        if self.add(user, 1) {
             self.event.join(user);
         }
-        true
+        if first_here {
+            self.announce.join(user);
+        }
+        first_here
     }
 
     /// A present connection of `user` on this node went away. True when this node's
     /// presence changed.
     pub fn leave(&mut self, user: &UserRef) -> bool {
-        let Some(l) = self.local.get_mut(&user.id) else {
+        let Some(local) = self.local.get_mut(&user.id) else {
             return false;
         };
-        l.conns = l.conns.saturating_sub(1);
-        if l.conns > 0 {
-            return false;
+        *local -= 1;
+        let last_here = *local == 0;
+        if last_here {
+            self.local.remove(&user.id);
+            self.announce.leave(user);
         }
-        self.local.remove(&user.id);
-        self.announce.leave(user);
-        if !self.present_anywhere(&user.id) {
+        if self.sub(&user.id, 1) {
             self.event.leave(user);
         }
-        true
+        last_here
     }
 
     /// A diff announced by another node. True when the cluster-wide presence changed.
     pub fn remote_diff(&mut self, node: &Arc<str>, joined: Vec<UserRef>, left: Vec<UserRef>, now: Instant) -> bool {
         let mut changed = false;
+        let n = self.remote.entry(node.clone()).or_insert_with(|| RemoteNode {
+            at: now,
+            users: HashMap::new(),
+        });
+        n.at = now;
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
         for u in joined {
-            let was = self.present_anywhere(&u.id);
-            let n = self.remote.entry(node.clone()).or_insert_with(|| RemoteNode {
-                at: now,
-                users: HashMap::new(),
-            });
-            n.users.insert(u.id.clone(), (u.clone(), 1));
-            if !was {
+            if !n.users.contains_key(&u.id) {
+                n.users.insert(u.id.clone(), (u.clone(), 1));
+                added.push(u);
+            }
+        }
+        for u in left {
+            if let Some((_, conns)) = n.users.remove(&u.id) {
+                removed.push((u, conns));
+            }
+        }
+        for u in added {
+            if self.add(&u, 1) {
                 self.event.join(&u);
                 changed = true;
             }
         }
-        for u in left {
-            let removed = self
-                .remote
-                .get_mut(node)
-                .is_some_and(|n| n.users.remove(&u.id).is_some());
-            if removed && !self.present_anywhere(&u.id) {
+        for (u, conns) in removed {
+            if self.sub(&u.id, conns) {
                 self.event.leave(&u);
                 changed = true;
             }
-        }
-        if let Some(n) = self.remote.get_mut(node) {
-            n.at = now;
         }
         changed
     }
@@ -166,20 +250,21 @@ impl Presence {
             .map(|m| (m.id.clone(), (UserRef { id: m.id, name: m.name }, m.conns.max(1))))
             .collect();
         let mut changed = false;
-        for (id, (u, _)) in &new {
-            if !old.contains_key(id) && !self.present_anywhere(id) {
+        // Add the new counts first, so a user in both lists never flickers out.
+        for (u, conns) in new.values() {
+            if self.add(u, *conns) {
                 self.event.join(u);
+                changed = true;
+            }
+        }
+        for (id, (u, conns)) in old {
+            if self.sub(&id, conns) {
+                self.event.leave(&u);
                 changed = true;
             }
         }
         if !new.is_empty() {
             self.remote.insert(node.clone(), RemoteNode { at: now, users: new });
-        }
-        for (id, (u, _)) in old {
-            if !self.present_anywhere(&id) {
-                self.event.leave(&u);
-                changed = true;
-            }
         }
         changed
     }
@@ -200,9 +285,29 @@ impl Presence {
         changed
     }
 
-    /// The cluster-wide (joined, left) since the last call, for this node's members.
-    pub fn take_event(&mut self) -> Option<(Vec<UserRef>, Vec<UserRef>)> {
-        self.event.take()
+    /// What to tell this node's members about the changes since the last flush. Up to
+    /// [`LARGE`] users present, the diff (coalesced) and the count; above, only the
+    /// count, at most once per [`COUNT_EVERY`].
+    pub fn flush(&mut self, now: Instant) -> Flush {
+        let count = self.count();
+        if count <= LARGE {
+            return match self.event.take() {
+                Some((joined, left)) => {
+                    self.told = None;
+                    Flush::Diff { joined, left, count }
+                }
+                None => Flush::Nothing,
+            };
+        }
+        self.event = Diff::default();
+        match self.told {
+            Some((told, _)) if told == count => Flush::Nothing,
+            Some((_, at)) if now.saturating_duration_since(at) < COUNT_EVERY => Flush::Later,
+            _ => {
+                self.told = Some((count, now));
+                Flush::Count(count)
+            }
+        }
     }
 
     /// This node's (joined, left) since the last call, for the other nodes.
@@ -210,44 +315,47 @@ impl Presence {
         self.announce.take()
     }
 
-    /// Everyone present in the cluster, connections summed over nodes, ordered by
-    /// name (then id).
-    pub fn list(&self) -> Vec<PresenceMember> {
-        let mut all: HashMap<&Arc<str>, PresenceMember> = HashMap::new();
-        for (id, l) in &self.local {
-            all.insert(
-                id,
-                PresenceMember {
-                    id: id.clone(),
-                    name: l.name.clone(),
-                    conns: l.conns,
-                },
-            );
+    /// Users present in the cluster.
+    pub fn count(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Up to `limit` members after `after` (from the start when `None`), in (name,
+    /// id) order, connections summed over nodes.
+    pub fn page(&self, after: Option<&Cursor>, limit: usize) -> Page {
+        let start = match after {
+            Some(c) => Bound::Excluded(c),
+            None => Bound::Unbounded,
+        };
+        let mut it = self.order.range::<Cursor, _>((start, Bound::Unbounded));
+        let members: Vec<PresenceMember> = it
+            .by_ref()
+            .take(limit)
+            .map(|(name, id)| PresenceMember {
+                id: id.clone(),
+                name: name.clone(),
+                conns: self.all.get(id).map_or(0, |p| p.conns),
+            })
+            .collect();
+        let next = match (it.next(), members.last()) {
+            (Some(_), Some(last)) => Some((last.name.clone(), last.id.clone())),
+            _ => None,
+        };
+        Page {
+            members,
+            count: self.count(),
+            next,
         }
-        for n in self.remote.values() {
-            for (id, (u, conns)) in &n.users {
-                all.entry(id)
-                    .and_modify(|m| m.conns += conns)
-                    .or_insert_with(|| PresenceMember {
-                        id: id.clone(),
-                        name: u.name.clone(),
-                        conns: *conns,
-                    });
-            }
-        }
-        let mut v: Vec<PresenceMember> = all.into_values().collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        v
     }
 
     /// This node's present users (announced to other nodes).
     pub fn local_list(&self) -> Vec<PresenceMember> {
         self.local
             .iter()
-            .map(|(id, l)| PresenceMember {
+            .map(|(id, conns)| PresenceMember {
                 id: id.clone(),
-                name: l.name.clone(),
-                conns: l.conns,
+                name: self.all.get(id).map_or_else(|| id.clone(), |p| p.name.clone()),
+                conns: *conns,
             })
             .collect()
     }
@@ -259,141 +367,11 @@ impl Presence {
 
     /// Nothing to remember and nothing to flush (the channel may be dropped).
     pub fn is_idle(&self) -> bool {
+        // (`told` only matters while users are present.)
         self.local.is_empty() && self.event.is_empty() && self.announce.is_empty()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn u(id: &str) -> UserRef {
-        UserRef::new(id, format!("n-{id}"))
-    }
-
-    fn ids(v: &[UserRef]) -> Vec<&str> {
-        v.iter().map(|u| &*u.id).collect()
-    }
-
-    fn member(id: &str, conns: u32) -> PresenceMember {
-        PresenceMember {
-            id: id.into(),
-            name: format!("n-{id}").into(),
-            conns,
-        }
-    }
-
-    #[test]
-    fn joins_and_leaves_count_connections() {
-        let mut p = Presence::default();
-        assert!(p.join(&u("a")));
-        assert!(!p.join(&u("a")), "a second connection changes nothing");
-        assert!(p.join(&u("b")));
-        let list = p.list();
-        assert_eq!(
-            list.iter().map(|m| (&*m.id, m.conns)).collect::<Vec<_>>(),
-            [("a", 2), ("b", 1)]
-        );
-        let (joined, left) = p.take_event().unwrap();
-        assert_eq!((ids(&joined), ids(&left)), (vec!["a", "b"], vec![]));
-        assert_eq!(ids(&p.take_announcement().unwrap().0), ["a", "b"]);
-        assert!(!p.leave(&u("a")), "one of two connections left");
-        assert!(p.take_event().is_none());
-        assert!(p.leave(&u("a")));
-        assert!(!p.leave(&u("a")), "leaving twice is harmless");
-        let (joined, left) = p.take_event().unwrap();
-        assert_eq!((ids(&joined), ids(&left)), (vec![], vec!["a"]));
-        assert!(p.leave(&u("b")));
-        p.take_event();
-        p.take_announcement();
-        assert!(p.is_idle());
-    }
-
-    #[test]
-    fn changes_coalesce_between_flushes() {
-        let mut p = Presence::default();
-        p.join(&u("a"));
-        p.leave(&u("a"));
-        assert!(p.take_event().is_none(), "join then leave is no change");
-        assert!(p.take_announcement().is_none());
-        p.join(&u("b"));
-        p.take_event();
-        p.leave(&u("b"));
-        p.join(&u("b"));
-        assert!(p.take_event().is_none(), "leave then join is no change");
-    }
-
-    #[test]
-    fn node_diffs_merge_with_local_presence() {
-        let n1: Arc<str> = "n1".into();
-        let t = Instant::now();
-        let mut p = Presence::default();
-        p.join(&u("a"));
-        p.take_event();
-        p.take_announcement();
-        // `a` also on n1, `c` only there.
-        assert!(p.remote_diff(&n1, vec![u("a"), u("c")], vec![], t));
-        let (joined, _) = p.take_event().unwrap();
-        assert_eq!(ids(&joined), ["c"], "a was present already");
-        assert_eq!(
-            p.list().iter().map(|m| (&*m.id, m.conns)).collect::<Vec<_>>(),
-            [("a", 2), ("c", 1)]
-        );
-        // `a` leaves here but stays on n1: nobody left cluster-wide.
-        assert!(p.leave(&u("a")));
-        assert!(p.take_event().is_none());
-        assert_eq!(ids(&p.take_announcement().unwrap().1), ["a"]);
-        // n1 lets go of both.
-        assert!(p.remote_diff(&n1, vec![], vec![u("a"), u("c")], t));
-        let (_, left) = p.take_event().unwrap();
-        assert_eq!(ids(&left), ["a", "c"]);
-        assert!(p.list().is_empty());
-        assert!(!p.remote_diff(&n1, vec![], vec![u("zz")], t), "unknown leaver");
-    }
-
-    #[test]
-    fn node_state_replaces_its_list() {
-        let n1: Arc<str> = "n1".into();
-        let t = Instant::now();
-        let mut p = Presence::default();
-        assert!(p.remote_state(&n1, vec![member("a", 3), member("b", 1)], t));
-        p.take_event();
-        assert_eq!(p.list()[0].conns, 3);
-        // The next state drops b and adds c.
-        assert!(p.remote_state(&n1, vec![member("a", 1), member("c", 1)], t));
-        let (joined, left) = p.take_event().unwrap();
-        assert_eq!((ids(&joined), ids(&left)), (vec!["c"], vec!["b"]));
-        assert!(
-            !p.remote_state(&n1, vec![member("a", 1), member("c", 1)], t),
-            "same state"
-        );
-        assert!(!p.has_local());
-        assert!(p.is_idle(), "remote-only presence does not keep a channel");
-    }
-
-    #[test]
-    fn silent_nodes_expire() {
-        let (n1, n2): (Arc<str>, Arc<str>) = ("n1".into(), "n2".into());
-        let t0 = Instant::now();
-        let ttl = Duration::from_secs(30);
-        let mut p = Presence::default();
-        p.remote_state(&n1, vec![member("a", 1)], t0);
-        p.remote_state(&n2, vec![member("a", 1), member("b", 1)], t0);
-        p.take_event();
-        // n2 keeps talking, n1 does not.
-        p.remote_diff(&n2, vec![], vec![], t0 + Duration::from_secs(20));
-        assert!(
-            !p.expire(t0 + Duration::from_secs(25), ttl),
-            "nobody silent for 30 s yet"
-        );
-        assert!(
-            !p.expire(t0 + Duration::from_secs(31), ttl),
-            "n1 expired, but a is still on n2"
-        );
-        assert_eq!(p.list().len(), 2);
-        assert!(p.expire(t0 + Duration::from_secs(51), ttl));
-        let (_, left) = p.take_event().unwrap();
-        assert_eq!(ids(&left), ["a", "b"]);
-        assert!(p.list().is_empty());
-    }
-}
+#[path = "presence_tests.rs"]
+mod tests;

@@ -147,20 +147,37 @@ pub fn welcome(session: &str, user: &UserRef, heartbeat_s: f64, max_message_byte
     })
 }
 
-/// Coalesced presence diff of one channel.
-pub fn presence_event(channel: &str, joined: &[UserRef], left: &[UserRef]) -> Bytes {
+/// Coalesced presence diff of one channel, with the number of users present.
+pub fn presence_event(channel: &str, joined: &[UserRef], left: &[UserRef], count: usize) -> Bytes {
     #[derive(Serialize)]
     struct P<'a> {
         ev: &'static str,
         channel: &'a str,
         joined: &'a [UserRef],
         left: &'a [UserRef],
+        count: usize,
     }
     to_bytes(&P {
         ev: "presence",
         channel,
         joined,
         left,
+        count,
+    })
+}
+
+/// The presence event of a large channel: only the number of users present.
+pub fn presence_count_event(channel: &str, count: usize) -> Bytes {
+    #[derive(Serialize)]
+    struct P<'a> {
+        ev: &'static str,
+        channel: &'a str,
+        count: usize,
+    }
+    to_bytes(&P {
+        ev: "presence",
+        channel,
+        count,
     })
 }
 

@@ -37,20 +37,35 @@ pub struct JoinOk {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
     pub messages: Vec<Message>,
+    /// Missed messages did not fit the reply: continue with `history after=`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+    /// The first members (by name) of a channel with presence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence: Option<Vec<PresenceMember>>,
+    /// Users present, where the channel has presence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_count: Option<usize>,
 }
 
 /// `history`: messages in ascending seq order.
 #[derive(Debug, Serialize)]
 pub struct HistoryOk {
     pub messages: Vec<Message>,
+    /// The byte budget cut the page short: ask again from its edge.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
-/// `presence`: who is present.
+/// `presence`: one page of who is present, ordered by name.
 #[derive(Debug, Serialize)]
 pub struct PresenceOk {
     pub members: Vec<PresenceMember>,
+    /// Users present in all.
+    pub count: usize,
+    /// Cursor of the next page (`after`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One entry of the `channels` reply.

@@ -65,10 +65,13 @@ pub struct History {
     pub limit: Option<i64>,
 }
 
-/// `presence` (also `GET /api/channels/{channel}/presence`).
+/// `presence` (also `GET /api/channels/{channel}/presence`): a page of the members.
 #[derive(Debug, Clone)]
 pub struct Presence {
     pub channel: String,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    pub limit: Option<i64>,
 }
 
 /// `typing`.
@@ -216,6 +219,9 @@ pub fn check_data(data: &RawValue, max: usize) -> Result<(), AppError> {
 /// Longest channel name accepted anywhere.
 pub const MAX_CHANNEL_LEN: usize = 160;
 
+/// Longest presence cursor accepted.
+pub const MAX_CURSOR_LEN: usize = 1024;
+
 impl Request {
     /// Decodes one text frame. On failure returns the request id (when it could be
     /// read) together with the error to reply with.
@@ -266,7 +272,11 @@ impl Request {
                 after: opt_int("after", w.after)?,
                 limit: opt_int("limit", w.limit)?,
             }),
-            "presence" => Op::Presence(Presence { channel: ch()? }),
+            "presence" => Op::Presence(Presence {
+                channel: ch()?,
+                after: opt_string("after", w.after, MAX_CURSOR_LEN)?,
+                limit: opt_int("limit", w.limit)?,
+            }),
             "typing" => Op::Typing(Typing { channel: ch()? }),
             "read" => Op::Read(Read {
                 channel: ch()?,

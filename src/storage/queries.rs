@@ -221,34 +221,99 @@ pub fn channel_top(c: &mut Conn, channel: &str) -> AppResult<(i64, String)> {
         .unwrap_or((0, String::new())))
 }
 
-/// Messages of a channel, ascending: before `before`, after `after`, or the newest.
-pub fn history(
-    c: &mut Conn,
-    channel: &str,
-    before: Option<i64>,
-    after: Option<i64>,
-    limit: i64,
-) -> AppResult<Vec<Message>> {
-    let mut q = messages::table.filter(messages::channel.eq(channel)).into_boxed();
-    let rows: Vec<MessageRow> = if let Some(a) = after {
-        q = q.filter(messages::seq.gt(a));
-        q.order(messages::seq.asc())
-            .limit(limit)
-            .select(MessageRow::as_select())
-            .load(c)?
-    } else {
-        if let Some(b) = before {
-            q = q.filter(messages::seq.lt(b));
-        }
-        let mut v: Vec<MessageRow> = q
-            .order(messages::seq.desc())
-            .limit(limit)
-            .select(MessageRow::as_select())
-            .load(c)?;
-        v.reverse();
-        v
+/// Where a page of history starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// The newest messages.
+    Newest,
+    /// The messages just before this seq.
+    Before(i64),
+    /// The messages just after this seq.
+    After(i64),
+}
+
+/// A page of messages, ascending.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// The byte budget cut the page short (more messages follow in its direction).
+    pub more: bool,
+}
+
+/// An upper bound of the bytes `m` takes in a reply (JSON escapes included).
+pub fn reply_size(m: &Message) -> usize {
+    const FIXED: usize = 128;
+    let escaped = |s: &str| s.len() * 6;
+    FIXED
+        + m.data.get().len()
+        + escaped(&m.channel)
+        + escaped(&m.from.id)
+        + escaped(&m.from.name)
+        + m.client_id.as_deref().map_or(0, escaped)
+}
+
+/// Rows read per query while filling a page.
+const READ_CHUNK: i64 = 64;
+
+/// One chunk of rows: after `after` ascending, or before `before` descending.
+fn rows(c: &mut Conn, channel: &str, from: From, n: i64) -> AppResult<Vec<Message>> {
+    let q = messages::table.filter(messages::channel.eq(channel)).into_boxed();
+    let q = match from {
+        From::After(a) => q.filter(messages::seq.gt(a)).order(messages::seq.asc()),
+        From::Before(b) => q.filter(messages::seq.lt(b)).order(messages::seq.desc()),
+        From::Newest => q.order(messages::seq.desc()),
     };
+    let rows: Vec<MessageRow> = q.limit(n).select(MessageRow::as_select()).load(c)?;
     Ok(rows.into_iter().map(Message::from).collect())
+}
+
+/// Up to `limit` messages from `from`, ascending, within `budget` bytes of reply (see
+/// [`reply_size`]; the first message always fits, so a page is never empty while
+/// messages remain). Read in small chunks, so a page of large messages never loads
+/// much beyond its budget.
+pub fn history(c: &mut Conn, channel: &str, from: From, limit: i64, budget: usize) -> AppResult<Page> {
+    let mut out: Vec<Message> = Vec::new();
+    let mut used = 0;
+    let mut cursor = from;
+    while (out.len() as i64) < limit {
+        let want = (limit - out.len() as i64).min(READ_CHUNK);
+        let chunk = rows(c, channel, cursor, want)?;
+        let got = chunk.len() as i64;
+        for m in chunk {
+            let size = reply_size(&m);
+            if !out.is_empty() && used + size > budget {
+                if !matches!(from, From::After(_)) {
+                    out.reverse();
+                }
+                return Ok(Page {
+                    messages: out,
+                    more: true,
+                });
+            }
+            used += size;
+            cursor = match from {
+                From::After(_) => From::After(m.seq),
+                From::Before(_) | From::Newest => From::Before(m.seq),
+            };
+            out.push(m);
+        }
+        if got < want {
+            break;
+        }
+    }
+    if !matches!(from, From::After(_)) {
+        out.reverse();
+    }
+    Ok(Page {
+        messages: out,
+        more: false,
+    })
+}
+
+/// Messages after `after`, ascending, at most `limit` (gap fills and resyncs of the
+/// hub, which are not replies).
+pub fn messages_after(c: &mut Conn, channel: &str, after: i64, limit: i64) -> AppResult<Vec<Message>> {
+    rows(c, channel, From::After(after), limit)
 }
 
 /// `history` as a reader may ask for it: the room check first when `access` needs it.
@@ -257,12 +322,12 @@ pub fn read_history(
     ch: &Channel,
     who: &Identity,
     access: crate::channels::Access,
-    (before, after, limit): (Option<i64>, Option<i64>, i64),
-) -> AppResult<Vec<Message>> {
+    (from, limit, budget): (From, i64, usize),
+) -> AppResult<Page> {
     if access == crate::channels::Access::RoomCheck {
         room_access(c, ch, who)?;
     }
-    history(c, &ch.full, before, after, limit)
+    history(c, &ch.full, from, limit, budget)
 }
 
 /// What a `join` returns of a stored channel, read in one snapshot.
@@ -273,48 +338,50 @@ pub struct JoinSnapshot {
     pub messages: Vec<Message>,
     /// `Some` only when the client gave `since`.
     pub recovered: Option<bool>,
+    /// Recovered messages did not fit the reply: the client continues with
+    /// `history after=` the last one.
+    pub more: bool,
 }
 
-/// The join read: with `since`, every message after it when possible (else
-/// `recovered:false` and the newest `limit`); without, the newest `limit`.
-pub fn join_snapshot(
-    c: &mut Conn,
-    channel: &str,
-    since: Option<i64>,
-    epoch: Option<&str>,
-    limit: i64,
-    recovery_limit: i64,
-) -> AppResult<JoinSnapshot> {
+/// What a join asks of the snapshot.
+#[derive(Debug, Clone)]
+pub struct JoinRead<'a> {
+    pub since: Option<i64>,
+    pub epoch: Option<&'a str>,
+    /// Messages returned without `since` (or when recovery is impossible).
+    pub limit: i64,
+    /// Most messages recovered with `since`.
+    pub recovery_limit: i64,
+    /// Bytes of messages a reply may carry.
+    pub budget: usize,
+}
+
+/// The join read: with `since`, every message after it when possible (as many as fit
+/// the budget, with `more` when cut; else `recovered:false` and the newest `limit`);
+/// without, the newest `limit`.
+pub fn join_snapshot(c: &mut Conn, channel: &str, r: &JoinRead) -> AppResult<JoinSnapshot> {
     c.transaction(|c| {
         let (top, cur_epoch) = channel_top(c, channel)?;
-        if let Some(since) = since {
-            let epoch_ok = match epoch {
+        let recovered = r.since.map(|since| {
+            let epoch_ok = match r.epoch {
                 Some(e) if !e.is_empty() => e == cur_epoch || (top == 0 && cur_epoch.is_empty()),
                 _ => true,
             };
-            if epoch_ok && since <= top && top - since <= recovery_limit {
-                let messages = history(c, channel, None, Some(since), recovery_limit)?;
-                return Ok(JoinSnapshot {
-                    top,
-                    epoch: cur_epoch,
-                    messages,
-                    recovered: Some(true),
-                });
-            }
-            let messages = history(c, channel, None, None, limit)?;
-            return Ok(JoinSnapshot {
-                top,
-                epoch: cur_epoch,
-                messages,
-                recovered: Some(false),
-            });
-        }
-        let messages = history(c, channel, None, None, limit)?;
+            epoch_ok && since <= top && top - since <= r.recovery_limit
+        });
+        let page = match (recovered, r.since) {
+            (Some(true), Some(since)) => history(c, channel, From::After(since), r.recovery_limit, r.budget)?,
+            _ => Page {
+                more: false,
+                ..history(c, channel, From::Newest, r.limit, r.budget)?
+            },
+        };
         Ok(JoinSnapshot {
             top,
             epoch: cur_epoch,
-            messages,
-            recovered: None,
+            messages: page.messages,
+            recovered,
+            more: page.more,
         })
     })
 }
@@ -346,7 +413,7 @@ pub fn channels_for_user(c: &mut Conn, user_id: &str) -> AppResult<Vec<ChannelSu
         } else {
             0
         };
-        let last = history(c, &ch, None, None, 1)?.pop();
+        let last = rows(c, &ch, From::Newest, 1)?.pop();
         out.push(ChannelSummary {
             channel: ch,
             seq: top,

@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use super::{
     channel::{ChannelState, Kind, Member, MemberState},
     ordering::Next,
+    presence::{Flush, Presence},
     *,
 };
 use crate::{
@@ -29,13 +30,17 @@ use crate::{
     error::AppError,
     feeds::Feeds,
     protocol::{
-        message_event, now_ms, presence_event, reply_ok, typing_event, Empty, JoinOk, Message, PublishOk, UserRef,
+        message_event, now_ms, presence_count_event, presence_event, reply_ok, typing_event, Empty, JoinOk, Message,
+        PublishOk, UserRef,
     },
     storage::{queries, Db},
 };
 
 /// How often coalesced presence diffs are flushed and resync requests taken.
 const TICK: Duration = Duration::from_millis(100);
+
+/// Members listed in a join reply (the rest are paged with `presence`).
+const JOIN_PRESENCE: usize = 100;
 
 /// The shard actor.
 pub struct Shard {
@@ -165,10 +170,7 @@ impl Shard {
     fn read(&mut self, ctx: &mut Context<Self>, name: Arc<str>, after: i64, limit: i64) {
         let db = self.db.clone();
         let n2 = name.clone();
-        let read = async move {
-            db.run(move |c| queries::history(c, &n2, None, Some(after), limit))
-                .await
-        };
+        let read = async move { db.run(move |c| queries::messages_after(c, &n2, after, limit)).await };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(read).map(move |r, act, ctx| {
             let Some(ch) = act.channels.get_mut(&name) else { return };
             let r = r.map_err(|e| log::warn!("reading {name} after {after} failed: {}", e.message));
@@ -227,6 +229,8 @@ impl Shard {
     }
 
     fn flush_presence(&mut self) {
+        let now = Instant::now();
+        let mut later = Vec::new();
         for name in std::mem::take(&mut self.dirty) {
             let Some(ch) = self.channels.get_mut(&name) else {
                 continue;
@@ -238,8 +242,16 @@ impl Shard {
                     left,
                 });
             }
-            if let Some((joined, left)) = ch.presence.take_event() {
-                let frame = presence_event(&name, &joined, &left);
+            let frame = match ch.presence.flush(now) {
+                Flush::Nothing => None,
+                Flush::Diff { joined, left, count } => Some(presence_event(&name, &joined, &left, count)),
+                Flush::Count(count) => Some(presence_count_event(&name, count)),
+                Flush::Later => {
+                    later.push(name.clone());
+                    None
+                }
+            };
+            if let Some(frame) = frame {
                 let dead = ch.fan_out(&mut self.stats, Kind::Ephemeral, &frame, None);
                 self.remove_dead(&name, dead);
             }
@@ -247,6 +259,7 @@ impl Shard {
                 self.channels.remove(&name);
             }
         }
+        self.dirty.extend(later);
     }
 }
 
@@ -315,7 +328,9 @@ impl Handler<Subscribe> for Shard {
                 epoch,
                 recovered,
                 messages,
+                more: false,
                 presence: None,
+                presence_count: None,
             },
         );
         let outbox = msg.conn.outbox.clone();
@@ -367,7 +382,9 @@ impl Handler<JoinComplete> for Shard {
                 epoch: s.epoch.into(),
                 recovered: s.recovered,
                 messages: s.messages,
-                presence: presence_on.then(|| ch.presence.list()),
+                more: s.more,
+                presence: presence_on.then(|| ch.presence.page(None, JOIN_PRESENCE).members),
+                presence_count: presence_on.then(|| ch.presence.count()),
             },
         );
         let mut alive = conn.outbox.push(reply);
@@ -467,16 +484,13 @@ impl Handler<Typing> for Shard {
     }
 }
 
-impl Handler<PresenceQuery> for Shard {
-    type Result = MessageResult<PresenceQuery>;
+impl Handler<PresencePage> for Shard {
+    type Result = MessageResult<PresencePage>;
 
-    fn handle(&mut self, msg: PresenceQuery, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.channels
-                .get(&msg.channel)
-                .map(|c| c.presence.list())
-                .unwrap_or_default(),
-        )
+    fn handle(&mut self, msg: PresencePage, _: &mut Self::Context) -> Self::Result {
+        let empty = Presence::default();
+        let presence = self.channels.get(&msg.channel).map_or(&empty, |c| &c.presence);
+        MessageResult(presence.page(msg.after.as_ref(), msg.limit))
     }
 }
 

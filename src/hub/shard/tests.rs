@@ -66,6 +66,7 @@ fn snapshot(top: i64) -> JoinSnapshot {
         epoch: "e".into(),
         messages: Vec::new(),
         recovered: None,
+        more: false,
     }
 }
 
@@ -201,11 +202,14 @@ async fn racing_joins_of_one_connection_count_its_presence_once() {
     join(&shard, &a, &ch).await;
     assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
     assert_eq!(complete(&shard, &a, &ch, 0).await, Completed::Done);
-    let query = || crate::hub::PresenceQuery {
+    let query = || crate::hub::PresencePage {
         channel: ch.full.clone(),
+        after: None,
+        limit: 10,
     };
-    let members = shard.send(query()).await.unwrap();
-    assert_eq!(members.iter().map(|m| m.conns).collect::<Vec<_>>(), [1]);
+    let page = shard.send(query()).await.unwrap();
+    assert_eq!(page.members.iter().map(|m| m.conns).collect::<Vec<_>>(), [1]);
+    assert_eq!(page.count, 1);
     shard
         .send(crate::hub::Unsubscribe {
             conn_id: 1,
@@ -213,5 +217,5 @@ async fn racing_joins_of_one_connection_count_its_presence_once() {
         })
         .await
         .unwrap();
-    assert!(shard.send(query()).await.unwrap().is_empty(), "nobody left behind");
+    assert_eq!(shard.send(query()).await.unwrap().count, 0, "nobody left behind");
 }
