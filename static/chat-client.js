@@ -22,6 +22,8 @@
  *    until then, so each message is delivered once and in seq order; messages are
  *    deduplicated by channel+seq; when the server cannot recover (`recovered:false`) a
  *    'reset' event carries the fresh history;
+ *  - presence of large rooms: a count (`presenceCount`) always, the member list where
+ *    the server still sends who joined and left (re-read page by page when it resumes);
  *  - an outbox: publishes not yet acknowledged are sent again after a reconnect with the
  *    same `client_id` (the server answers a resend with the original seq);
  *  - request/reply matching by `id`, promises with timeouts;
@@ -95,10 +97,20 @@ class Emitter {
  * messages racing with a join reply.
  */
 const SEEN_WINDOW = 2048;
-/** Largest `limit` of a `history` request. */
+/** Largest `limit` of a `history` request, and of a `presence` page. */
 const HISTORY_MAX_LIMIT = 200;
+const PRESENCE_MAX_LIMIT = 500;
+/** Above this many users present, presence events carry only the count. */
+const PRESENCE_DIFF_MAX = 1000;
+/** Pages read at most when the client re-reads a member list by itself. */
+const PRESENCE_MAX_PAGES = 10;
 const RETRYABLE = new Set(['unavailable', 'rate_limited', 'internal']);
 const CHANNEL_EVENTS = ['message', 'presence', 'typing', 'edit', 'delete', 'reset', 'joined', 'left', 'state', 'error'];
+
+function applyPresenceDiff(ch, msg) {
+  for (const m of msg.joined || []) ch.members.set(String(m.id), { ...ch.members.get(String(m.id)), ...m });
+  for (const m of msg.left || []) ch.members.delete(String(m.id));
+}
 
 /** One channel as seen by the client. Get it with `client.channel(name)`. */
 export class Channel extends Emitter {
@@ -113,14 +125,24 @@ export class Channel extends Emitter {
     this.state = 'idle';
     this.wanted = false;
     this.joinOptions = {};
-    /** Online members: Map id -> {id, name, conns}. */
+    /** Online members: Map id -> {id, name, conns}. Complete unless `presenceLarge`. */
     this.members = new Map();
+    /** Users present: the join reply's `presence_count`, then presence events' `count`. */
+    this.presenceCount = 0;
+    /**
+     * true when `members` is not the complete list: a room with more than 1,000 users
+     * present (join reply with more users than members, or count-only presence events).
+     */
+    this.presenceLarge = false;
     /** true while a rejoin fetches the missed messages that did not fit its reply. */
     this.catchingUp = false;
     this._seen = new Set();
     this._waiters = [];
     this._held = null; // live messages held during a rejoin and its catch-up
     this._catchup = null; // token of the running catch-up
+    this._presenceGen = 0; // bumped when the member list is replaced
+    this._presenceRead = null; // {diffs} while the member list is re-read
+    this._presenceRetryAt = 0;
   }
   /** Join (or return the pending join). Resolves with the join reply. */
   join(opts) { return this.client.join(this.name, opts); }
@@ -132,7 +154,8 @@ export class Channel extends Emitter {
   read(seq) { return this.client.read(this.name, seq === undefined ? this.seq : seq); }
   edit(seq, data) { return this.client.edit(this.name, seq, data); }
   delete(seq) { return this.client.deleteMessage(this.name, seq); }
-  presence() { return this.client.presence(this.name); }
+  presence(opts) { return this.client.presence(this.name, opts); }
+  presenceAll(opts) { return this.client.presenceAll(this.name, opts); }
   /** Online members as an array. */
   memberList() { return [...this.members.values()]; }
 
@@ -481,20 +504,88 @@ export class ChatClient extends Emitter {
     if (ch._accept(m.seq)) this._channelEvent('message', { ev: 'message', channel: ch.name, ...m });
   }
 
-  /** Forget what a rejoin of `ch` was doing: held live messages, the catch-up. */
+  /** Forget what a rejoin of `ch` was doing: held live messages, the catch-up, a presence re-read. */
   _stopRecovery(ch) {
     ch._held = null;
     ch._catchup = null;
     ch.catchingUp = false;
+    ch._presenceGen += 1;
+    ch._presenceRead = null;
   }
 
   _onPresence(msg) {
     const ch = this.channels.get(msg.channel);
     if (ch) {
-      for (const m of msg.joined || []) ch.members.set(String(m.id), { ...ch.members.get(String(m.id)), ...m });
-      for (const m of msg.left || []) ch.members.delete(String(m.id));
+      const diff = Array.isArray(msg.joined) || Array.isArray(msg.left);
+      if (typeof msg.count === 'number') ch.presenceCount = msg.count;
+      if (!diff) {
+        // a large room: only the count; the member list is no longer kept up to date
+        ch.presenceLarge = true;
+        if (ch._presenceRead) { ch._presenceGen += 1; ch._presenceRead = null; }
+      } else if (ch._presenceRead) {
+        ch._presenceRead.diffs.push(msg); // applied once the list is read
+      } else if (ch.presenceLarge && ch.wanted && this.now() >= ch._presenceRetryAt) {
+        // diffs again after count-only events: read the list, then apply the diffs
+        this._rereadPresence(ch, [msg]);
+      } else {
+        applyPresenceDiff(ch, msg);
+        if (typeof msg.count !== 'number' && !ch.presenceLarge) ch.presenceCount = ch.members.size;
+      }
     }
-    this._channelEvent('presence', { ...msg, members: ch ? ch.memberList() : undefined });
+    this._channelEvent('presence', {
+      ...msg,
+      members: ch ? ch.memberList() : undefined,
+      count: ch ? ch.presenceCount : msg.count,
+      large: ch ? ch.presenceLarge : undefined,
+    });
+  }
+
+  /** The member list from a join reply (at most 100 members, `presence_count` users). */
+  _setPresence(ch, ok) {
+    ch._presenceGen += 1;
+    ch._presenceRead = null;
+    ch._presenceRetryAt = 0;
+    ch.members.clear();
+    for (const m of ok.presence || []) ch.members.set(String(m.id), m);
+    ch.presenceCount = typeof ok.presence_count === 'number' ? ok.presence_count : ch.members.size;
+    ch.presenceLarge = ch.presenceCount > ch.members.size;
+    // up to 1,000 present, presence events are diffs: read the whole list once
+    if (ch.presenceLarge && ch.presenceCount <= PRESENCE_DIFF_MAX) this._rereadPresence(ch, []);
+  }
+
+  /**
+   * Read the member list of `ch` with `presence` pages; diffs arriving meanwhile are
+   * applied on top of it, in order. A failure keeps `presenceLarge` (tried again at the
+   * next diff, 5 s later at the earliest).
+   */
+  _rereadPresence(ch, diffs) {
+    const gen = ++ch._presenceGen;
+    const read = { diffs };
+    ch._presenceRead = read;
+    const done = (members, count, complete) => {
+      if (ch._presenceGen !== gen) return;
+      ch._presenceRead = null;
+      if (members) {
+        ch.members.clear();
+        for (const m of members) ch.members.set(String(m.id), m);
+        if (!read.diffs.some((d) => typeof d.count === 'number')) ch.presenceCount = count;
+        ch.presenceLarge = !complete;
+      }
+      for (const d of read.diffs) applyPresenceDiff(ch, d);
+      const ev = {
+        channel: ch.name, joined: [], left: [], members: ch.memberList(), count: ch.presenceCount,
+        large: ch.presenceLarge, reread: true,
+      };
+      ch.emit('presence', ev);
+      this.emit('presence', ev);
+    };
+    this.presenceAll(ch.name, { limit: PRESENCE_MAX_LIMIT, maxPages: PRESENCE_MAX_PAGES }).then(
+      (r) => done(r.members, r.count, r.complete),
+      () => {
+        ch._presenceRetryAt = this.now() + 5000;
+        done(null);
+      },
+    );
   }
 
   _channelEvent(type, ev) {
@@ -621,8 +712,7 @@ export class ChatClient extends Emitter {
     ch.catchingUp = false;
     const messages = (ok.messages || []).map((m) => ({ channel: ch.name, ...m }));
     if (ok.epoch !== undefined) ch.epoch = ok.epoch;
-    ch.members.clear();
-    for (const m of ok.presence || []) ch.members.set(String(m.id), m);
+    this._setPresence(ch, ok);
     const reply = { ...ok, messages };
     ch.lastJoin = reply;
     if (rejoin && ok.recovered === false) {
@@ -650,7 +740,10 @@ export class ChatClient extends Emitter {
   }
 
   _emitInitialPresence(ch) {
-    const ev = { channel: ch.name, joined: [], left: [], members: ch.memberList(), initial: true };
+    const ev = {
+      channel: ch.name, joined: [], left: [], members: ch.memberList(), count: ch.presenceCount,
+      large: ch.presenceLarge, initial: true,
+    };
     ch.emit('presence', ev);
     this.emit('presence', ev);
   }
@@ -732,6 +825,8 @@ export class ChatClient extends Emitter {
     ch.lastJoin = undefined;
     this._stopRecovery(ch);
     ch.members.clear();
+    ch.presenceCount = 0;
+    ch.presenceLarge = false;
     ch._setState('left');
     for (const w of ch._waiters.splice(0)) w.reject(new ChatError('closed', 'left the channel'));
     if (this.state !== 'open') return Promise.resolve({});
@@ -864,7 +959,39 @@ export class ChatClient extends Emitter {
     return { messages: all, last, pages, stopped: false };
   }
 
-  presence(channel) { return this.request('presence', { channel }); }
+  /**
+   * One page of who is present, ordered by name: `{members, count, next}`. `after` is
+   * the `next` cursor of the previous page (absent on the last page); `limit` ≤ 500
+   * (server default 100).
+   */
+  presence(channel, { after, limit } = {}) {
+    const params = { channel };
+    if (after !== undefined && after !== null) params.after = after;
+    if (limit !== undefined) params.limit = limit;
+    return this.request('presence', params);
+  }
+
+  /**
+   * Everyone present, page after page (`limit` per page, default 500), at most
+   * `maxPages` pages (default 10): `{members, count, complete, next?, pages}`;
+   * `complete` is false when maxPages stopped it (`next` continues from there).
+   */
+  async presenceAll(channel, { limit = PRESENCE_MAX_LIMIT, maxPages = PRESENCE_MAX_PAGES } = {}) {
+    const members = new Map();
+    let after;
+    let count;
+    let pages = 0;
+    for (;;) {
+      const page = await this.presence(channel, { after, limit });
+      pages += 1;
+      for (const m of page.members || []) members.set(String(m.id), m);
+      if (typeof page.count === 'number') count = page.count;
+      const list = [...members.values()];
+      if (!page.next) return { members: list, count: count ?? list.length, complete: true, pages };
+      if (pages >= maxPages) return { members: list, count: count ?? list.length, complete: false, next: page.next, pages };
+      after = page.next;
+    }
+  }
 
   /** Send a typing notice, at most once per typingThrottleMs per channel. Returns true if sent. */
   typing(channel) {
