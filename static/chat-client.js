@@ -1,5 +1,5 @@
 /**
- * chat-client.js — a small WebSocket client for the realtime event server (protocol v1).
+ * chat-client.js — a small WebSocket client for the realtime event server (protocol v1.1).
  *
  * Plain ES module, no dependencies. Works in browsers and in node (inject a WebSocket
  * constructor, e.g. from the `ws` package, through `options.WebSocket`).
@@ -17,8 +17,13 @@
  *  - authentication by `?token=`, by a first `{"op":"auth"}` frame, or by cookie;
  *  - reconnection with exponential backoff and full jitter;
  *  - after a reconnect every joined channel is joined again with `since` (+ `epoch`) so
- *    nothing is missed; messages are deduplicated by channel+seq; when the server cannot
- *    recover (`recovered:false`) a 'reset' event carries the fresh history;
+ *    nothing is missed; missed messages that did not fit the reply (`more:true`) are
+ *    fetched with `history after=` pages, and live messages arriving meanwhile are held
+ *    until then, so each message is delivered once and in seq order; messages are
+ *    deduplicated by channel+seq; when the server cannot recover (`recovered:false`) a
+ *    'reset' event carries the fresh history;
+ *  - presence of large rooms: a count (`presenceCount`) always, the member list where
+ *    the server still sends who joined and left (re-read page by page when it resumes);
  *  - an outbox: publishes not yet acknowledged are sent again after a reconnect with the
  *    same `client_id` (the server answers a resend with the original seq);
  *  - request/reply matching by `id`, promises with timeouts;
@@ -84,9 +89,28 @@ class Emitter {
   }
 }
 
+/**
+ * Seqs remembered per channel for deduplication, below the highest seq delivered.
+ * Missed messages are delivered in seq order (live ones are held during a rejoin and
+ * its catch-up), so `seq` only grows past messages that were delivered and anything at
+ * or below `seq - SEEN_WINDOW` is an old duplicate; the window only has to cover live
+ * messages racing with a join reply.
+ */
 const SEEN_WINDOW = 2048;
+/** Largest `limit` of a `history` request, and of a `presence` page. */
+const HISTORY_MAX_LIMIT = 200;
+const PRESENCE_MAX_LIMIT = 500;
+/** Above this many users present, presence events carry only the count. */
+const PRESENCE_DIFF_MAX = 1000;
+/** Pages read at most when the client re-reads a member list by itself. */
+const PRESENCE_MAX_PAGES = 10;
 const RETRYABLE = new Set(['unavailable', 'rate_limited', 'internal']);
 const CHANNEL_EVENTS = ['message', 'presence', 'typing', 'edit', 'delete', 'reset', 'joined', 'left', 'state', 'error'];
+
+function applyPresenceDiff(ch, msg) {
+  for (const m of msg.joined || []) ch.members.set(String(m.id), { ...ch.members.get(String(m.id)), ...m });
+  for (const m of msg.left || []) ch.members.delete(String(m.id));
+}
 
 /** One channel as seen by the client. Get it with `client.channel(name)`. */
 export class Channel extends Emitter {
@@ -101,21 +125,37 @@ export class Channel extends Emitter {
     this.state = 'idle';
     this.wanted = false;
     this.joinOptions = {};
-    /** Online members: Map id -> {id, name, conns}. */
+    /** Online members: Map id -> {id, name, conns}. Complete unless `presenceLarge`. */
     this.members = new Map();
+    /** Users present: the join reply's `presence_count`, then presence events' `count`. */
+    this.presenceCount = 0;
+    /**
+     * true when `members` is not the complete list: a room with more than 1,000 users
+     * present (join reply with more users than members, or count-only presence events).
+     */
+    this.presenceLarge = false;
+    /** true while a rejoin fetches the missed messages that did not fit its reply. */
+    this.catchingUp = false;
     this._seen = new Set();
     this._waiters = [];
+    this._held = null; // live messages held during a rejoin and its catch-up
+    this._catchup = null; // token of the running catch-up
+    this._presenceGen = 0; // bumped when the member list is replaced
+    this._presenceRead = null; // {diffs} while the member list is re-read
+    this._presenceRetryAt = 0;
   }
   /** Join (or return the pending join). Resolves with the join reply. */
   join(opts) { return this.client.join(this.name, opts); }
   leave() { return this.client.leave(this.name); }
   publish(data, opts) { return this.client.publish(this.name, data, opts); }
   history(opts) { return this.client.history(this.name, opts); }
+  historyAfter(after, opts) { return this.client.historyAfter(this.name, after, opts); }
   typing() { return this.client.typing(this.name); }
   read(seq) { return this.client.read(this.name, seq === undefined ? this.seq : seq); }
   edit(seq, data) { return this.client.edit(this.name, seq, data); }
   delete(seq) { return this.client.deleteMessage(this.name, seq); }
-  presence() { return this.client.presence(this.name); }
+  presence(opts) { return this.client.presence(this.name, opts); }
+  presenceAll(opts) { return this.client.presenceAll(this.name, opts); }
   /** Online members as an array. */
   memberList() { return [...this.members.values()]; }
 
@@ -232,6 +272,7 @@ export class ChatClient extends Emitter {
     const ws = this.ws;
     this.ws = null;
     if (ws) { try { ws.close(code, reason); } catch (_) { /* ignore */ } }
+    for (const ch of this.channels.values()) this._stopRecovery(ch);
     this._failPending(new ChatError('closed', 'client closed'), true);
     for (const w of this._openWaiters.splice(0)) w.reject(new ChatError('closed', 'client closed'));
     this._setState('closed');
@@ -325,6 +366,9 @@ export class ChatClient extends Emitter {
     // Requests in flight are lost; publishes stay in the outbox and are sent again.
     this._failPending(new ChatError('disconnected', 'connection lost'), false);
     for (const ch of this.channels.values()) {
+      // Live messages held during a rejoin or its catch-up are dropped, not accepted:
+      // the next rejoin asks from the last message delivered (`since` = ch.seq).
+      this._stopRecovery(ch);
       if (ch.wanted && ch.state === 'joined') ch._setState('joining');
     }
     this.emit('close', { code: e.code, reason: e.reason, wasOpen });
@@ -449,18 +493,99 @@ export class ChatClient extends Emitter {
   _onMessage(msg) {
     const ch = this.channels.get(msg.channel);
     if (ch) {
+      if (ch._held) { ch._held.push(msg); return; } // delivered after the missed ones
       if (!ch._accept(msg.seq)) return; // duplicate
     }
     this._channelEvent('message', msg);
   }
 
+  /** Deliver a message of `ch` as a 'message' event unless it was seen before. */
+  _deliver(ch, m) {
+    if (ch._accept(m.seq)) this._channelEvent('message', { ev: 'message', channel: ch.name, ...m });
+  }
+
+  /** Forget what a rejoin of `ch` was doing: held live messages, the catch-up, a presence re-read. */
+  _stopRecovery(ch) {
+    ch._held = null;
+    ch._catchup = null;
+    ch.catchingUp = false;
+    ch._presenceGen += 1;
+    ch._presenceRead = null;
+  }
+
   _onPresence(msg) {
     const ch = this.channels.get(msg.channel);
     if (ch) {
-      for (const m of msg.joined || []) ch.members.set(String(m.id), { ...ch.members.get(String(m.id)), ...m });
-      for (const m of msg.left || []) ch.members.delete(String(m.id));
+      const diff = Array.isArray(msg.joined) || Array.isArray(msg.left);
+      if (typeof msg.count === 'number') ch.presenceCount = msg.count;
+      if (!diff) {
+        // a large room: only the count; the member list is no longer kept up to date
+        ch.presenceLarge = true;
+        if (ch._presenceRead) { ch._presenceGen += 1; ch._presenceRead = null; }
+      } else if (ch._presenceRead) {
+        ch._presenceRead.diffs.push(msg); // applied once the list is read
+      } else if (ch.presenceLarge && ch.wanted && this.now() >= ch._presenceRetryAt) {
+        // diffs again after count-only events: read the list, then apply the diffs
+        this._rereadPresence(ch, [msg]);
+      } else {
+        applyPresenceDiff(ch, msg);
+        if (typeof msg.count !== 'number' && !ch.presenceLarge) ch.presenceCount = ch.members.size;
+      }
     }
-    this._channelEvent('presence', { ...msg, members: ch ? ch.memberList() : undefined });
+    this._channelEvent('presence', {
+      ...msg,
+      members: ch ? ch.memberList() : undefined,
+      count: ch ? ch.presenceCount : msg.count,
+      large: ch ? ch.presenceLarge : undefined,
+    });
+  }
+
+  /** The member list from a join reply (at most 100 members, `presence_count` users). */
+  _setPresence(ch, ok) {
+    ch._presenceGen += 1;
+    ch._presenceRead = null;
+    ch._presenceRetryAt = 0;
+    ch.members.clear();
+    for (const m of ok.presence || []) ch.members.set(String(m.id), m);
+    ch.presenceCount = typeof ok.presence_count === 'number' ? ok.presence_count : ch.members.size;
+    ch.presenceLarge = ch.presenceCount > ch.members.size;
+    // up to 1,000 present, presence events are diffs: read the whole list once
+    if (ch.presenceLarge && ch.presenceCount <= PRESENCE_DIFF_MAX) this._rereadPresence(ch, []);
+  }
+
+  /**
+   * Read the member list of `ch` with `presence` pages; diffs arriving meanwhile are
+   * applied on top of it, in order. A failure keeps `presenceLarge` (tried again at the
+   * next diff, 5 s later at the earliest).
+   */
+  _rereadPresence(ch, diffs) {
+    const gen = ++ch._presenceGen;
+    const read = { diffs };
+    ch._presenceRead = read;
+    const done = (members, count, complete) => {
+      if (ch._presenceGen !== gen) return;
+      ch._presenceRead = null;
+      if (members) {
+        ch.members.clear();
+        for (const m of members) ch.members.set(String(m.id), m);
+        if (!read.diffs.some((d) => typeof d.count === 'number')) ch.presenceCount = count;
+        ch.presenceLarge = !complete;
+      }
+      for (const d of read.diffs) applyPresenceDiff(ch, d);
+      const ev = {
+        channel: ch.name, joined: [], left: [], members: ch.memberList(), count: ch.presenceCount,
+        large: ch.presenceLarge, reread: true,
+      };
+      ch.emit('presence', ev);
+      this.emit('presence', ev);
+    };
+    this.presenceAll(ch.name, { limit: PRESENCE_MAX_LIMIT, maxPages: PRESENCE_MAX_PAGES }).then(
+      (r) => done(r.members, r.count, r.complete),
+      () => {
+        ch._presenceRetryAt = this.now() + 5000;
+        done(null);
+      },
+    );
   }
 
   _channelEvent(type, ev) {
@@ -567,6 +692,8 @@ export class ChatClient extends Emitter {
     if (rejoin) {
       params.since = ch.seq;
       if (ch.epoch !== undefined && ch.epoch !== null) params.epoch = ch.epoch;
+      // live messages wait until the missed ones are delivered (kept across a resend)
+      if (!ch._held) ch._held = [];
     } else if (ch.joinOptions.limit) {
       params.limit = ch.joinOptions.limit;
     }
@@ -581,40 +708,99 @@ export class ChatClient extends Emitter {
 
   _onJoined(ch, ok, rejoin) {
     if (!ch.wanted) return;
+    ch._catchup = null; // a catch-up of an earlier reply is superseded
+    ch.catchingUp = false;
     const messages = (ok.messages || []).map((m) => ({ channel: ch.name, ...m }));
     if (ok.epoch !== undefined) ch.epoch = ok.epoch;
-    ch.members.clear();
-    for (const m of ok.presence || []) ch.members.set(String(m.id), m);
-    let reply = { ...ok, messages };
+    this._setPresence(ch, ok);
+    const reply = { ...ok, messages };
+    ch.lastJoin = reply;
     if (rejoin && ok.recovered === false) {
       ch._resetSeen(typeof ok.seq === 'number' ? ok.seq : 0);
       for (const m of messages) ch._accept(m.seq);
-      ch.lastJoin = reply;
-      ch._setState('joined');
       const ev = { channel: ch.name, messages, seq: ok.seq, epoch: ok.epoch, presence: ok.presence || [] };
       ch.emit('reset', ev);
       this.emit('reset', ev);
     } else if (rejoin) {
-      // recovered: deliver what was missed, deduplicated
-      ch.lastJoin = reply;
-      ch._setState('joined');
-      for (const m of messages) {
-        if (ch._accept(m.seq)) this._channelEvent('message', { ev: 'message', ...m });
+      // recovered: deliver what was missed, deduplicated, in seq order
+      for (const m of messages) this._deliver(ch, m);
+      if (ok.more && messages.length) {
+        // the rest did not fit the reply: fetch it before anything live
+        this._emitInitialPresence(ch);
+        this._catchUp(ch, reply, typeof ok.seq === 'number' ? ok.seq : undefined);
+        return;
       }
       if (typeof ok.seq === 'number' && ok.seq > ch.seq) ch.seq = ok.seq;
     } else {
       for (const m of messages) ch._accept(m.seq);
       if (typeof ok.seq === 'number' && ok.seq > ch.seq) ch.seq = ok.seq;
-      ch.lastJoin = reply;
-      ch._setState('joined');
     }
-    const presenceEv = { channel: ch.name, joined: [], left: [], members: ch.memberList(), initial: true };
-    ch.emit('presence', presenceEv);
-    this.emit('presence', presenceEv);
+    this._emitInitialPresence(ch);
+    this._joinDone(ch, reply, rejoin);
+  }
+
+  _emitInitialPresence(ch) {
+    const ev = {
+      channel: ch.name, joined: [], left: [], members: ch.memberList(), count: ch.presenceCount,
+      large: ch.presenceLarge, initial: true,
+    };
+    ch.emit('presence', ev);
+    this.emit('presence', ev);
+  }
+
+  /** A (re)join is complete: deliver the held live messages, then 'joined'. */
+  _joinDone(ch, reply, rejoin) {
+    const held = ch._held;
+    ch._held = null;
+    if (held) {
+      held.sort((a, b) => (typeof a.seq === 'number' && typeof b.seq === 'number' ? a.seq - b.seq : 0));
+      for (const m of held) this._deliver(ch, m);
+    }
+    ch._setState('joined');
     const joinedEv = { channel: ch.name, reply, rejoin };
     ch.emit('joined', joinedEv);
     this.emit('joined', joinedEv);
     for (const w of ch._waiters.splice(0)) w.resolve(reply);
+  }
+
+  /**
+   * The missed messages after a recovered rejoin reply with `more:true`: `history
+   * after=` pages from the last one delivered until a page has no `more` (and the
+   * reply's top is reached), each message delivered once, in order. The channel stays
+   * 'joining' (`catchingUp`) meanwhile; live messages stay held. A lost connection
+   * ends it (the next rejoin asks `since` the last one delivered); an error reply joins
+   * again on this connection.
+   */
+  async _catchUp(ch, reply, top) {
+    const token = {};
+    ch._catchup = token;
+    ch.catchingUp = true;
+    const ws = this.ws;
+    const alive = () => ch._catchup === token && ch.wanted && ws !== null && this.ws === ws;
+    try {
+      await this.historyAfter(ch.name, ch.seq, {
+        limit: HISTORY_MAX_LIMIT,
+        until: top,
+        onPage: (messages) => {
+          if (!alive()) return false;
+          for (const m of messages) this._deliver(ch, m);
+          return true;
+        },
+      });
+    } catch (err) {
+      if (!alive()) return;
+      ch._catchup = null;
+      ch.catchingUp = false;
+      if (err.code === 'disconnected' || err.code === 'closed') return;
+      // e.g. a timeout or `unavailable`: ask again with `since`, held messages kept
+      this._setTimeout(() => { if (ch.wanted && this.ws === ws && this.state === 'open' && !ch._catchup) this._sendJoin(ch); }, 1000);
+      return;
+    }
+    if (!alive()) return;
+    ch._catchup = null;
+    ch.catchingUp = false;
+    if (typeof top === 'number' && top > ch.seq) ch.seq = top;
+    this._joinDone(ch, reply, true);
   }
 
   _onJoinFailed(ch, err) {
@@ -625,6 +811,7 @@ export class ChatClient extends Emitter {
       return;
     }
     ch.wanted = false;
+    this._stopRecovery(ch);
     ch._setState('failed');
     ch.emit('error', err);
     for (const w of ch._waiters.splice(0)) w.reject(err);
@@ -636,7 +823,10 @@ export class ChatClient extends Emitter {
     if (!ch) return Promise.resolve({});
     ch.wanted = false;
     ch.lastJoin = undefined;
+    this._stopRecovery(ch);
     ch.members.clear();
+    ch.presenceCount = 0;
+    ch.presenceLarge = false;
     ch._setState('left');
     for (const w of ch._waiters.splice(0)) w.reject(new ChatError('closed', 'left the channel'));
     if (this.state !== 'open') return Promise.resolve({});
@@ -724,6 +914,11 @@ export class ChatClient extends Emitter {
 
   // ------------------------------------------------------------------ other ops
 
+  /**
+   * One page of messages, ascending: `{messages, more}`. `more` is true when the
+   * server's byte budget cut the page short: ask again from its edge (`before` = the
+   * first seq of the page, or `after` = its last).
+   */
   history(channel, { before, after, limit } = {}) {
     const params = { channel };
     if (before !== undefined) params.before = before;
@@ -732,10 +927,71 @@ export class ChatClient extends Emitter {
     return this.request('history', params).then((ok) => ({
       ...ok,
       messages: (ok.messages || []).map((m) => ({ channel, ...m })),
+      more: ok.more === true,
     }));
   }
 
-  presence(channel) { return this.request('presence', { channel }); }
+  /**
+   * Every message after seq `after`, with `history after=` pages of `limit` (default and
+   * at most 200) until a page has no `more` and, with `until`, reaches that seq (or comes
+   * back empty). `onPage(messages, page)` is called with each page; returning false
+   * stops. Resolves with `{messages, last, pages, stopped}` (`messages`: all of them,
+   * or [] when onPage is given; `last`: the last seq read).
+   */
+  async historyAfter(channel, after, { limit = HISTORY_MAX_LIMIT, until, onPage } = {}) {
+    const all = [];
+    let last = after;
+    let pages = 0;
+    for (;;) {
+      const page = await this.history(channel, { after: last, limit: Math.min(limit, HISTORY_MAX_LIMIT) });
+      pages += 1;
+      const msgs = page.messages;
+      if (onPage) {
+        if (onPage(msgs, page) === false) return { messages: all, last, pages, stopped: true };
+      } else {
+        all.push(...msgs);
+      }
+      const top = msgs.length ? msgs[msgs.length - 1].seq : undefined;
+      if (typeof top !== 'number' || top <= last) break;
+      last = top;
+      if (!page.more && !(typeof until === 'number' && last < until)) break;
+    }
+    return { messages: all, last, pages, stopped: false };
+  }
+
+  /**
+   * One page of who is present, ordered by name: `{members, count, next}`. `after` is
+   * the `next` cursor of the previous page (absent on the last page); `limit` ≤ 500
+   * (server default 100).
+   */
+  presence(channel, { after, limit } = {}) {
+    const params = { channel };
+    if (after !== undefined && after !== null) params.after = after;
+    if (limit !== undefined) params.limit = limit;
+    return this.request('presence', params);
+  }
+
+  /**
+   * Everyone present, page after page (`limit` per page, default 500), at most
+   * `maxPages` pages (default 10): `{members, count, complete, next?, pages}`;
+   * `complete` is false when maxPages stopped it (`next` continues from there).
+   */
+  async presenceAll(channel, { limit = PRESENCE_MAX_LIMIT, maxPages = PRESENCE_MAX_PAGES } = {}) {
+    const members = new Map();
+    let after;
+    let count;
+    let pages = 0;
+    for (;;) {
+      const page = await this.presence(channel, { after, limit });
+      pages += 1;
+      for (const m of page.members || []) members.set(String(m.id), m);
+      if (typeof page.count === 'number') count = page.count;
+      const list = [...members.values()];
+      if (!page.next) return { members: list, count: count ?? list.length, complete: true, pages };
+      if (pages >= maxPages) return { members: list, count: count ?? list.length, complete: false, next: page.next, pages };
+      after = page.next;
+    }
+  }
 
   /** Send a typing notice, at most once per typingThrottleMs per channel. Returns true if sent. */
   typing(channel) {

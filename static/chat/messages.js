@@ -42,10 +42,19 @@ export function fillView(channel, reply) {
   for (const m of reply.messages || []) if (!v.rows.has(m.seq)) addMessage(v, m);
   if (!v.filled) {
     v.filled = true;
-    if ((reply.messages || []).length < HISTORY_PAGE || v.oldest <= 1) setReachedStart(v);
+    // a join reply of large messages holds fewer than HISTORY_PAGE without being the
+    // start (its byte budget): only seq 1, or nothing at all, is the start
+    if (!(reply.messages || []).length || v.oldest <= 1) setReachedStart(v);
     else v.top.textContent = '';
   }
-  if (channel === S.active) { scrollToBottom(); renderMembers(); markRead(); }
+  if (channel === S.active) { scrollToBottom(); renderMembers(); markRead(); fillScreen(); }
+}
+
+/** Load older messages while the open channel's list does not fill the screen. */
+function fillScreen() {
+  const v = S.active && getView(S.active);
+  const box = $('messages');
+  if (v && !v.reachedStart && box.scrollHeight <= box.clientHeight + 120) loadOlder();
 }
 
 function setReachedStart(v) {
@@ -277,17 +286,20 @@ async function loadOlder() {
   v.top.textContent = 'Loading older messages…';
   const box = $('messages');
   try {
-    const { messages } = await S.client.history(v.channel, { before: v.oldest, limit: HISTORY_PAGE });
+    const { messages, more } = await S.client.history(v.channel, { before: v.oldest, limit: HISTORY_PAGE });
     const before = box.scrollHeight;
     for (const m of messages) addMessage(v, m);
     if (v === getView(S.active)) box.scrollTop += box.scrollHeight - before;
-    if (messages.length < HISTORY_PAGE || v.oldest <= 1) setReachedStart(v);
+    // `more`: the byte budget cut the page short, older messages remain
+    if (!messages.length || v.oldest <= 1 || (messages.length < HISTORY_PAGE && !more)) setReachedStart(v);
     else v.top.textContent = '';
   } catch (ex) {
     v.top.textContent = `Could not load older messages: ${ex.message}`;
+    return;
   } finally {
     v.loading = false;
   }
+  if (v === getView(S.active)) fillScreen();
 }
 
 // ------------------------------------------------------------------ editing and deleting

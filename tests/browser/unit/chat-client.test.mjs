@@ -197,11 +197,12 @@ test('rejoin after reconnect uses since = last seq and epoch; missed messages ar
   assert.equal(rj.channel, 'room:lobby');
   assert.equal(rj.since, 11);
   assert.equal(rj.epoch, 'e1');
-  // live event racing with the rejoin reply
+  // a live event racing with the rejoin reply is held until the missed ones are delivered
   WS.last.serverSend(msg('room:lobby', 13, 'e'));
+  assert.deepEqual(got, [11]);
   WS.last.reply(rj, { channel: 'room:lobby', seq: 13, epoch: 'e1', recovered: true, messages: [msg('room:lobby', 12, 'd'), msg('room:lobby', 13, 'e')] });
   await flush();
-  assert.deepEqual(got, [11, 13, 12]);
+  assert.deepEqual(got, [11, 12, 13]);
   assert.equal(ch.seq, 13);
   assert.equal(ch.state, 'joined');
 });
