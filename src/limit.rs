@@ -2,9 +2,16 @@
 //! connection's requests and writes, [`KeyedLimiter`] per client address or account
 //! name for the account endpoints.
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{num::NonZeroU32, sync::OnceLock, time::Duration};
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{clock::DefaultClock, DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// One clock for every limiter. Creating a clock probes the CPU (CPUID, which a
+/// virtual machine traps): per connection that showed in join-storm profiles.
+fn clock() -> DefaultClock {
+    static CLOCK: OnceLock<DefaultClock> = OnceLock::new();
+    CLOCK.get_or_init(DefaultClock::default).clone()
+}
 
 /// A quota of `per_second` events a second with bursts of `burst`.
 fn quota(per_second: f64, burst: f64) -> Quota {
@@ -26,7 +33,7 @@ pub struct Limiter(DefaultDirectRateLimiter);
 impl Limiter {
     /// `per_second` events a second, in bursts of up to `burst`.
     pub fn new(per_second: f64, burst: f64) -> Limiter {
-        Limiter(RateLimiter::direct(quota(per_second, burst)))
+        Limiter(RateLimiter::direct_with_clock(quota(per_second, burst), clock()))
     }
 
     /// Takes one event; false when over the limit.
@@ -48,7 +55,7 @@ impl KeyedLimiter {
     /// `per_minute` events a minute per key, in bursts of up to `per_minute`.
     pub fn per_minute(per_minute: u32) -> KeyedLimiter {
         let n = per_minute.max(1) as f64;
-        KeyedLimiter(RateLimiter::keyed(quota(n / 60.0, n)))
+        KeyedLimiter(RateLimiter::dashmap_with_clock(quota(n / 60.0, n), clock()))
     }
 
     /// Takes one event for `key`; false when over the limit.
