@@ -15,7 +15,10 @@ use actix_web::{dev::Server, web, App, HttpServer};
 
 use crate::{
     auth::{load_or_create_secret, Auth},
-    broker::{redis::RedisBroker, Broker, LocalBroker},
+    broker::{
+        redis::{RedisBroker, Seal},
+        Broker, LocalBroker,
+    },
     channels::Namespace,
     chat::{Chat, Limits},
     config::{ConfigError, Settings},
@@ -84,8 +87,12 @@ impl Application {
                 if matches!(target, DbTarget::Sqlite(_)) {
                     log::warn!("REDIS_URL with a SQLite database: other nodes cannot share this node's history");
                 }
+                let seal = match settings.cluster_secret.as_deref() {
+                    Some(key) => Seal::new(key.as_bytes()),
+                    None => Seal::derived(&secret),
+                };
                 Arc::new(
-                    RedisBroker::connect(url, &settings.cluster_name)
+                    RedisBroker::connect(url, &settings.cluster_name, seal)
                         .await
                         .map_err(StartError::Other)?,
                 )

@@ -20,6 +20,11 @@ fn cluster() -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>)> {
 }
 
 fn cluster_with(env: &[(&str, &str)]) -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>)> {
+    cluster_named(env).map(|(db, a, b, dirs, _)| (db, a, b, dirs))
+}
+
+/// As `cluster_with`, and the cluster's name.
+fn cluster_named(env: &[(&str, &str)]) -> Option<(PgDb, TestServer, TestServer, Vec<tempfile::TempDir>, String)> {
     let redis = redis_url()?;
     let db = PgDb::create()?;
     let name = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
@@ -36,7 +41,63 @@ fn cluster_with(env: &[(&str, &str)]) -> Option<(PgDb, TestServer, TestServer, V
         TestServer::start(o)
     };
     let (a, b) = (start(&dirs[0]), start(&dirs[1]));
-    Some((db, a, b, dirs))
+    Some((db, a, b, dirs, name))
+}
+
+/// PUBLISH on Redis as anyone who can reach it could (raw RESP over TCP).
+fn redis_publish(url: &str, topic: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to Redis");
+    let mut cmd = Vec::new();
+    for part in [&b"PUBLISH"[..], topic.as_bytes(), payload] {
+        cmd.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        cmd.extend_from_slice(part);
+        cmd.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&[b"*3\r\n".as_slice(), &cmd].concat()).unwrap();
+    let mut reply = [0u8; 64];
+    let n = s.read(&mut reply).unwrap();
+    assert_eq!(reply[0], b':', "PUBLISH: {}", String::from_utf8_lossy(&reply[..n]));
+}
+
+/// Redis is not trusted: an envelope that is not sealed with the cluster's secret
+/// (unsealed, or sealed with another key) is dropped by every node.
+#[test]
+fn events_forged_on_redis_are_dropped() {
+    let Some((_db, n1, n2, _dirs, name)) = cluster_named(&[]) else {
+        return;
+    };
+    let redis = redis_url().unwrap();
+    let mut victim = n1.ws(&n1.mint("victim", "victim", "user", 3600));
+    victim.ok(json!({"op":"join","channel":"room:f"}));
+    let topic = format!("chatserver:bus:v1:{name}");
+    let typing = json!({"node":"evil","ts":now_ms(),
+        "ev":{"typing":{"channel":"room:f","user":{"id":"mallory","name":"mallory"}}}});
+    let signal = json!({"node":"evil","ts":now_ms(),
+        "ev":{"signal":{"to":"victim","frame":{"ev":"signal","from":{"id":"mallory","name":"m"},"call":"x","data":{}}}}});
+    for forged in [&typing, &signal] {
+        let body = serde_json::to_vec(forged).unwrap();
+        redis_publish(&redis, &topic, &body);
+        redis_publish(&redis, &topic, &[vec![0u8; 32], body].concat());
+    }
+    // A genuine event through the same Redis channel afterwards is the barrier.
+    let mut friend = n2.ws(&n2.mint("friend", "friend", "user", 3600));
+    friend.ok(json!({"op":"join","channel":"room:f"}));
+    friend.ok(json!({"op":"typing","channel":"room:f"}));
+    let seen = victim.events_until(
+        |v| v["ev"] == "typing" && v["user"]["id"] == "friend",
+        T,
+        "the friend's typing",
+    );
+    for v in &seen {
+        assert_ne!(v["ev"], "signal", "a forged signal was delivered: {v}");
+        assert_ne!(v["user"]["id"], "mallory", "a forged event was delivered: {v}");
+    }
+    assert!(
+        n1.stderr_tail(50).contains("dropped an event from Redis"),
+        "the drop is logged"
+    );
 }
 
 /// Messages published on both nodes reach members on both nodes live: every seq

@@ -99,6 +99,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_CLUSTER_NAME", "cluster_name", text),
     var("CHAT_PRESENCE_REFRESH_S", "presence_refresh_s", number::<f64>),
     var("CHAT_JWT_SECRET", "jwt_secret", text_or_unset),
+    var("CHAT_CLUSTER_SECRET", "cluster_secret", text_or_unset),
     var("CHAT_ALLOW_ANONYMOUS", "allow_anonymous", boolean),
     var("CHAT_ALLOWED_ORIGINS", "allowed_origins", origins),
     var("CHAT_DEMO", "demo", boolean),

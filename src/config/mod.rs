@@ -41,6 +41,9 @@ pub struct Settings {
     pub presence_refresh_s: f64,
     /// HS256 secret; generated and kept in the data dir when absent.
     pub jwt_secret: Option<String>,
+    /// Key of the HMAC that seals events between nodes (at least 32 bytes); derived
+    /// from the JWT secret when absent (the nodes of a cluster share that already).
+    pub cluster_secret: Option<String>,
     /// Anonymous connections may read namespaces that allow it (feeds).
     /// `None` means "follow `demo`".
     pub allow_anonymous: Option<bool>,
@@ -110,6 +113,7 @@ impl Default for Settings {
             cluster_name: "default".into(),
             presence_refresh_s: 10.0,
             jwt_secret: None,
+            cluster_secret: None,
             allow_anonymous: None,
             allowed_origins: Vec::new(),
             demo: true,
@@ -219,6 +223,9 @@ impl Settings {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
         crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
+        if self.cluster_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(sources.bad_value("cluster_secret", "(hidden: shorter than 32 bytes)".into()));
+        }
         if self.reply_max_bytes < 1024 {
             return Err(sources.bad_value("reply_max_bytes", self.reply_max_bytes.to_string()));
         }

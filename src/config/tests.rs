@@ -136,6 +136,7 @@ fn sample(key: &str) -> &'static str {
     match key {
         "bind" => "127.0.0.1:0",
         "data_dir" | "cluster_name" | "jwt_secret" => "x",
+        "cluster_secret" => "0123456789abcdef0123456789abcdef",
         "database_url" => "sqlite://x.db",
         "redis_url" => "redis://localhost",
         "allowed_origins" => "https://a.example",
