@@ -261,3 +261,8 @@ fn http_history_and_presence() {
     let (st, body) = s.get("/api/channels/bogus:x/history", Some(&a.token));
     assert!(st == 400 || st == 404, "{st} {body}");
 }
+
+#[test]
+fn control_characters_are_refused_at_the_edge() {
+    control_characters_are_refused_alone(&TestServer::start_default());
+}

@@ -227,3 +227,10 @@ fn storage_failure_is_unavailable_and_stores_nothing() {
         .collect();
     assert_eq!(texts, vec!["before", "after"]);
 }
+
+#[test]
+fn control_characters_fail_alone_on_postgres() {
+    let Some(db) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    control_characters_are_refused_alone(&node(&db, dir.path()));
+}

@@ -126,11 +126,18 @@ impl Auth {
         let data = decode::<Claims>(token, &self.dec, &self.validation)
             .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
-        if c.sub.is_empty() || c.sub.len() > 128 || c.sub.starts_with("anon-") {
+        let bad_sub = c.sub.trim().is_empty()
+            || c.sub.len() > 128
+            || c.sub.starts_with("anon-")
+            || crate::protocol::text::has_control(&c.sub);
+        if bad_sub {
             return Err(AppError::unauthorized("invalid token: bad `sub`"));
         }
-        let name: String = c.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| c.sub.clone());
-        let name: String = name.chars().take(64).collect();
+        let name = c
+            .name
+            .map(|n| crate::protocol::text::clean_name(&n, 64))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| c.sub.clone());
         Ok(Identity {
             user: UserRef::new(c.sub, name),
             role: c.role.unwrap_or(Role::User),

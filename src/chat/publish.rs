@@ -13,7 +13,7 @@ use crate::{
     conn::Ack,
     error::{AppError, AppResult},
     hub::FeedPublish,
-    protocol::{request, request::check_data, PublishOk},
+    protocol::{request, request::check_data, text::has_control, PublishOk},
     storage::writer::{AppendReq, WriteOp},
 };
 
@@ -32,6 +32,9 @@ fn check(chat: &Chat, who: &Identity, req: request::Publish) -> AppResult<Checke
     if let Some(c) = &req.client_id {
         if c.is_empty() || c.len() > 64 {
             return Err(AppError::bad_request("`client_id` must be 1 to 64 bytes"));
+        }
+        if has_control(c) {
+            return Err(AppError::bad_request("`client_id` must not contain control characters"));
         }
     }
     let data: Arc<RawValue> = req.data.into();

@@ -42,10 +42,12 @@ fn sniff_image(head: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// The file's name as shown: its last path segment, without control or bidi
+/// characters (an `evil\u{202E}gpj.exe` must not show as `evilexe.jpg`).
 fn clean_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    if cleaned.trim().is_empty() {
+    let cleaned = crate::protocol::text::clean_name(base, 200);
+    if cleaned.is_empty() {
         "file".into()
     } else {
         cleaned

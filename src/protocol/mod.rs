@@ -7,6 +7,7 @@
 pub mod events;
 pub mod replies;
 pub mod request;
+pub mod text;
 
 pub use events::*;
 pub use replies::*;

@@ -1195,3 +1195,52 @@ impl Drop for PgDb {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Checks shared by the backends
+// ---------------------------------------------------------------------------------------
+
+/// Input with control characters is refused at the edge, alone: a `client_id` holding
+/// NUL fails only its own item of a batch (PostgreSQL would fail the whole write batch
+/// on it), a token whose `sub` holds one is refused, and a display name loses its
+/// control and bidi characters.
+pub fn control_characters_are_refused_alone(s: &TestServer) {
+    let a = s.user("ctl");
+    let mut ca = s.ws_user(&a);
+    ca.ok(json!({"op":"join","channel":"room:ctl"}));
+    let items = json!([
+        {"channel":"room:ctl","data":text_msg("before"),"client_id":"ok-1"},
+        {"channel":"room:ctl","data":text_msg("nul"),"client_id":"bad\u{0}id"},
+        {"channel":"room:ctl","data":text_msg("after"),"client_id":"ok-2"},
+    ]);
+    let (st, body) = s.post("/api/publish/batch", Some(&a.token), items);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body[0]["seq"], 1, "{body}");
+    assert_eq!(body[1]["error"]["code"], "bad_request", "{body}");
+    assert_eq!(body[2]["seq"], 2, "{body}");
+    let (_, h) = s.get("/api/channels/room:ctl/history", Some(&a.token));
+    assert_eq!(seqs(&h["messages"]), [1, 2], "{h}");
+    let r = ca.request(json!({"op":"publish","channel":"room:ctl","data":text_msg("x"),"client_id":"a\u{1}b"}));
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    let secret = s.secret.clone().expect("a known secret");
+    let exp = now_s() + 3600;
+    let bad = mint_claims(&secret, &json!({"sub":"x\u{0}y","exp":exp}));
+    let auth = format!("Bearer {bad}");
+    match WsClient::connect(&s.ws_url(), &[("Authorization", auth.as_str())]) {
+        Err(e) => assert_eq!(e.status(), Some(401), "{e:?}"),
+        Ok(_) => panic!("a token whose sub holds NUL was accepted"),
+    }
+    let shady = mint_claims(
+        &secret,
+        &json!({"sub":"shady","name":"eve\u{202E}nimda\u{7}","exp":exp}),
+    );
+    let mut c = s.ws(&shady);
+    let j = c.ok(json!({"op":"join","channel":"room:ctl"}));
+    let names: Vec<&str> = j["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(names.contains(&"evenimda"), "{names:?}");
+}
