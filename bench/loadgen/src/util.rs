@@ -39,7 +39,7 @@ impl Args {
                 if let Some((k, val)) = k.split_once('=') {
                     map.insert(k.to_string(), val.to_string());
                     i += 1;
-                } else if i + 1 < v.len() {
+                } else if i + 1 < v.len() && !v[i + 1].starts_with("--") {
                     map.insert(k.to_string(), v[i + 1].clone());
                     i += 2;
                 } else {

@@ -2,12 +2,16 @@
 //! ping -> pong, fragments, close codes) and byte scanning instead of JSON parsing.
 
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 // ---------------------------------------------------------------------------------------------
 // minimal WebSocket client
@@ -22,6 +26,8 @@ pub struct WsReader {
     r: OwnedReadHalf,
     buf: BytesMut,
     frag: Option<Vec<u8>>,
+    /// Bytes read from the socket after the handshake response.
+    pub bytes: u64,
 }
 
 impl WsReader {
@@ -33,9 +39,25 @@ impl WsReader {
             if self.buf.capacity() - self.buf.len() < 2048 {
                 self.buf.reserve(16 * 1024);
             }
-            if self.r.read_buf(&mut self.buf).await? == 0 {
+            let n = self.r.read_buf(&mut self.buf).await?;
+            if n == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof"));
             }
+            self.bytes += n as u64;
+        }
+    }
+
+    /// Shrinks the socket's receive buffer (a slow reader then pushes back on the server soon).
+    pub fn set_rcvbuf(&self, bytes: i32) {
+        let fd = self.r.as_ref().as_raw_fd();
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &bytes as *const _ as *const libc::c_void,
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            );
         }
     }
 
@@ -147,8 +169,47 @@ pub async fn send_pong(w: &mut OwnedWriteHalf, p: &[u8]) -> io::Result<()> {
     w.write_all(&out).await
 }
 
+/// Source addresses to spread connections over (`--src-ips N`: 127.0.0.1 .. 127.0.0.N), so
+/// that more than one address's ephemeral ports (32768-60999 here) can be used.
+static SRC_IPS: OnceLock<Vec<Ipv4Addr>> = OnceLock::new();
+static NEXT_SRC: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_src_ips(n: usize) {
+    let v = (1..=n.clamp(1, 250))
+        .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
+        .collect();
+    let _ = SRC_IPS.set(v);
+}
+
+/// Connects from the next source address (round robin) when several are configured; the
+/// port is chosen at connect time (IP_BIND_ADDRESS_NO_PORT), not by bind.
+async fn tcp_connect(addr: &str) -> io::Result<TcpStream> {
+    let ips = SRC_IPS.get().map(|v| v.as_slice()).unwrap_or(&[]);
+    if ips.len() < 2 {
+        return TcpStream::connect(addr).await;
+    }
+    let dst: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    let ip = ips[NEXT_SRC.fetch_add(1, Relaxed) % ips.len()];
+    let sock = TcpSocket::new_v4()?;
+    let one: libc::c_int = 1;
+    // IP_BIND_ADDRESS_NO_PORT = 24 (linux/in.h)
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            24,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    sock.bind(SocketAddr::new(ip.into(), 0))?;
+    sock.connect(dst).await
+}
+
 pub async fn ws_connect(addr: &str, token: Option<&str>) -> io::Result<(WsReader, OwnedWriteHalf)> {
-    let s = TcpStream::connect(addr).await?;
+    let s = tcp_connect(addr).await?;
     s.set_nodelay(true)?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -163,11 +224,13 @@ pub async fn ws_connect(addr: &str, token: Option<&str>) -> io::Result<(WsReader
         r,
         buf: BytesMut::with_capacity(4096),
         frag: None,
+        bytes: 0,
     };
     loop {
         if let Some(end) = rd.buf.windows(4).position(|x| x == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&rd.buf[..end]).to_string();
             rd.buf.advance(end + 4);
+            rd.bytes = rd.buf.len() as u64;
             let status = head.lines().next().unwrap_or("").to_string();
             if !status.contains(" 101") {
                 return Err(io::Error::new(
