@@ -157,6 +157,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
         let _ = phase_tx.send(Phase::Drain);
         tokio::time::sleep(Duration::from_secs_f64(a.n("drain", 10.0))).await;
     }
+    let b3 = sh.bytes_snapshot();
     // 4. liveness: a ping round trip on every connection still open
     let open = ok.saturating_sub(sh.closed.load(Relaxed));
     let _ = phase_tx.send(Phase::Ping);
@@ -179,6 +180,8 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
     let nj = joined.len() as u64;
     let storm_b: Vec<u64> = joined.iter().map(|(i, _)| b1[*i]).collect();
     let settle_b: Vec<u64> = joined.iter().map(|(i, _)| b2[*i] - b1[*i]).collect();
+    let drain_b: Vec<u64> = joined.iter().map(|(i, _)| b3[*i] - b2[*i]).collect();
+    let (dr_mean, dr_max) = mean_max(&drain_b);
     let reply_b: Vec<u64> = joined.iter().map(|(_, r)| r.reply_bytes).collect();
     let members: Vec<u64> = joined.iter().map(|(_, r)| r.reply_members).collect();
     let mut join_h = Hist::new();
@@ -215,7 +218,11 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
         "clients": n, "rooms": rooms, "read": read, "channel": if idle { "room:idle-*".to_string() } else { cfg.channels[0].clone() },
         "connected": res.iter().filter(|r| r.connected).count(), "joined": nj, "failed": failed,
         "total_s": r2(storm_s), "joins_per_s": if storm_s > 0.0 { (nj as f64 / storm_s).round() } else { 0.0 },
-        "join_p50_ms": ms(join_h.pct(50.0)), "join_p99_ms": ms(join_h.pct(99.0)), "join_max_ms": ms(join_h.max),
+        // a no-read client reads its reply only after the settle window: no join latency
+        "join_p50_ms": if read { json!(ms(join_h.pct(50.0))) } else { Value::Null },
+        "join_p99_ms": if read { json!(ms(join_h.pct(99.0))) } else { Value::Null },
+        "join_max_ms": if read { json!(ms(join_h.max)) } else { Value::Null },
+        "drain_bytes_mean": dr_mean.round(), "drain_bytes_max": dr_max,
         "hold_s": settle, "closed": closed, "alive_end": ping_ok,
         "ping_p50_ms": ms(ping_h.pct(50.0)), "ping_p99_ms": ms(ping_h.pct(99.0)), "ping_max_ms": ms(ping_h.max),
         "server_rss_kb_before": rss0, "server_rss_kb_storm": rss1, "server_rss_kb_settled": rss2,
@@ -243,7 +250,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
         v["server_rss_kb_peak"], v["rss_kb_per_conn_settled"], cpu1 - cpu0
     );
     eprintln!(
-        "#   bytes/conn storm mean {sb_mean:.0} max {sb_max}; settle mean {st_mean:.0} max {st_max}; join reply mean {rb_mean:.0} max {rb_max} B, members mean {m_mean:.1} max {m_max}, presence_count {pc_max:?}, more {more}"
+        "#   bytes/conn storm mean {sb_mean:.0} max {sb_max}; settle mean {st_mean:.0} max {st_max}; drain (no-read) mean {dr_mean:.0} max {dr_max}; join reply mean {rb_mean:.0} max {rb_max} B, members mean {m_mean:.1} max {m_max}, presence_count {pc_max:?}, more {more}"
     );
     eprintln!(
         "#   presence events {pev} ({pev_b} B, {pev_co} count-only, max count {pev_count_max:?}); ping ok {ping_ok}/{} open (p99 {} ms); events {}",

@@ -109,7 +109,8 @@ pub async fn rooms(a: &Args) -> Value {
         .collect();
     drop(rtx);
     let (mut connected, mut failed) = (0u64, 0u64);
-    while let Some(r) = rrx.recv().await {
+    while connected + failed < subs as u64 {
+        let Some(r) = rrx.recv().await else { break };
         match r {
             Ok(()) => connected += 1,
             Err(e) => {

@@ -199,6 +199,11 @@ pub fn table(files: &[String]) {
                     kb(v, "settle_bytes_mean"),
                     kb(v, "settle_bytes_max")
                 )),
+                c!("KB read/conn after no-read mean / max", |v| if v["read"] == false {
+                    format!("{} / {}", kb(v, "drain_bytes_mean"), kb(v, "drain_bytes_max"))
+                } else {
+                    "-".into()
+                }),
                 c!(
                     "join reply KB mean / max (members max, presence_count, more)",
                     |v| if v["target"] == "chatserver" {
