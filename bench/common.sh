@@ -42,9 +42,14 @@ SNAME=""
 DATA=""
 start_chat() { # name
   SNAME=$1; PORT=$((PORT + 1)); DATA=$(mktemp -d /tmp/chatbench.XXXXXX)
-  CHAT_DEMO=false CHAT_BIND=127.0.0.1:$PORT CHAT_DATA_DIR=$DATA CHAT_JWT_SECRET=$SECRET \
-    CHAT_PUBLISH_RATE=${CHAT_PUBLISH_RATE:-100000} RUST_LOG=${RUST_LOG:-warn} \
-    $SETSID "$SERVER" >"$OUT/$SNAME.stdout" 2>"$OUT/$SNAME.stderr" &
+  # SERVER_VMEM_KB: address-space limit of the server (a runaway server then fails its
+  # allocation and dies, reported below, instead of pushing the machine into the OOM killer)
+  (
+    [ -n "${SERVER_VMEM_KB:-}" ] && ulimit -v "$SERVER_VMEM_KB"
+    CHAT_DEMO=false CHAT_BIND=127.0.0.1:$PORT CHAT_DATA_DIR=$DATA CHAT_JWT_SECRET=$SECRET \
+      CHAT_PUBLISH_RATE=${CHAT_PUBLISH_RATE:-100000} RUST_LOG=${RUST_LOG:-warn} \
+      exec $SETSID "$SERVER" >"$OUT/$SNAME.stdout" 2>"$OUT/$SNAME.stderr"
+  ) &
   SPID=$!
   for _ in $(seq 1 300); do
     grep -q "^listening on" "$OUT/$SNAME.stdout" 2>/dev/null && return 0

@@ -39,6 +39,7 @@ SWEEP_RATES=${SWEEP_RATES:-"100 500 1000"}
 SWEEP_DUR=${SWEEP_DUR:-10}
 PLOT=${PLOT:-$ROOT/docs/bench-sweep.png}  # PLOT= (empty) skips the plot
 PYTHON=${PYTHON:-$ROOT/target/plotvenv/bin/python}
+SERVER_VMEM_KB=${SERVER_VMEM_KB:-16777216}  # 16 GiB of address space for the chat server (24 GiB box)
 . "$ROOT/bench/common.sh"
 
 has() { case " $SCEN " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -63,7 +64,7 @@ fi
 if has rooms; then
   start_chat "chat-rooms"; run "chat-rooms" rooms --secret "$SECRET" --rooms "$ROOMS" --rate "$ROOM_RATE" --subs "$ROOM_SUBS" --duration "$ROOM_DUR"; stop_server
   # bare has no rooms: the same total rate to the same number of subscribers per message
-  start_bare "bare-rooms"; run "bare-rooms" bare --subs "$ROOM_SUBS" --pubs 1 --rate $((ROOMS * ROOM_RATE)) --duration "$ROOM_DUR"; stop_server
+  start_bare "bare-rooms"; run "bare-rooms" bare --scenario rooms --subs "$ROOM_SUBS" --pubs 1 --rate $((ROOMS * ROOM_RATE)) --duration "$ROOM_DUR"; stop_server
 fi
 if has feeds; then
   start_chat "chat-feeds"
@@ -72,7 +73,7 @@ if has feeds; then
   # bare: the same fan-out per quote (subscribers per symbol) at the same total quote rate,
   # hence the same deliveries/s
   start_bare "bare-feeds"
-  run "bare-feeds" bare --subs $((FEED_SUBS * FEED_PER_SUB / FEED_SYMBOLS)) --pubs 4 --rate $((FEED_SYMBOLS * FEED_RATE)) --duration "$FEED_DUR"
+  run "bare-feeds" bare --scenario feeds --subs $((FEED_SUBS * FEED_PER_SUB / FEED_SYMBOLS)) --pubs 4 --rate $((FEED_SYMBOLS * FEED_RATE)) --duration "$FEED_DUR"
   stop_server
 fi
 if has soak; then

@@ -170,7 +170,8 @@ pub async fn fanout(a: &Args, target: Target) -> Value {
         0.0
     };
     let v = json!({
-        "scenario": "fanout",
+        // --scenario rooms|feeds: a bare counterpart shown in that scenario's table
+        "scenario": a.s("scenario", "fanout"),
         "target": if target == Target::Bare { "bare-broadcast" } else { "chatserver" },
         "label": label,
         "channel": if target == Target::Bare { "-".to_string() } else { cfg.channel.clone() },

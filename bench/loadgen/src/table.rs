@@ -76,6 +76,14 @@ pub fn table(files: &[String]) {
             )
         };
     }
+    // the first of the keys that the row has (bare counterparts are fanout rows)
+    let or = |v: &Value, keys: &[&str]| {
+        keys.iter()
+            .map(|k| &v[*k])
+            .find(|x| !x.is_null())
+            .map(f)
+            .unwrap_or("-".into())
+    };
     let chat_only = |v: &Value, k: &str| {
         if v["target"] == "chatserver" {
             f(&v[k])
@@ -229,16 +237,22 @@ pub fn table(files: &[String]) {
             ],
         );
     }
+    let bare = |v: &Value| v["target"] == "bare-broadcast";
     print(
         "rooms",
         vec![
-            c!("rooms × msg/s (stored/s)", |v| format!(
-                "{} × {} ({})",
-                f(&v["rooms"]),
-                f(&v["rate_per_room"]),
-                f(&v["stored_per_s"])
-            )),
-            c!("subs/room", "subs_per_room"),
+            c!("server", "target"),
+            c!("rooms × msg/s (stored/s) or bare msg/s", |v| if bare(v) {
+                format!("bare: {} msg/s", f(&v["rate"]))
+            } else {
+                format!(
+                    "{} × {} ({})",
+                    f(&v["rooms"]),
+                    f(&v["rate_per_room"]),
+                    f(&v["stored_per_s"])
+                )
+            }),
+            c!("subs/room", |v| or(v, &["subs_per_room", "subs_connected"])),
             c!("delivered / expected", |v| format!(
                 "{} / {}",
                 f(&v["delivered"]),
@@ -255,12 +269,16 @@ pub fn table(files: &[String]) {
                 f(&v["seq_gaps"]),
                 f(&v["seq_backwards"])
             )),
-            c!("publish ack p50 / p99 / max ms", |v| format!(
-                "{} / {} / {}",
-                f(&v["ack_p50_ms"]),
-                f(&v["ack_p99_ms"]),
-                f(&v["ack_max_ms"])
-            )),
+            c!("publish ack p50 / p99 / max ms", |v| if bare(v) {
+                "-".into()
+            } else {
+                format!(
+                    "{} / {} / {}",
+                    f(&v["ack_p50_ms"]),
+                    f(&v["ack_p99_ms"]),
+                    f(&v["ack_max_ms"])
+                )
+            }),
             c!("delivery p50 / p99 / max ms", |v| format!(
                 "{} / {} / {}",
                 f(&v["p50_ms"]),
@@ -279,30 +297,35 @@ pub fn table(files: &[String]) {
     print(
         "feeds",
         vec![
-            c!("symbols × q/s → subs × symbols (subs/symbol)", |v| format!(
-                "{} × {} → {} × {} ({})",
-                f(&v["symbols"]),
-                f(&v["rate_per_symbol"]),
-                f(&v["subs_connected"]),
-                f(&v["per_sub"]),
-                f(&v["subs_per_symbol"])
-            )),
+            c!("server", "target"),
+            c!("symbols × q/s → subs × symbols (subs/symbol) or bare", |v| if bare(v) {
+                format!("bare: {} msg/s → {} subs", f(&v["rate"]), f(&v["subs_connected"]))
+            } else {
+                format!(
+                    "{} × {} → {} × {} ({})",
+                    f(&v["symbols"]),
+                    f(&v["rate_per_symbol"]),
+                    f(&v["subs_connected"]),
+                    f(&v["per_sub"]),
+                    f(&v["subs_per_symbol"])
+                )
+            }),
             c!("join ramp s", "ramp_s"),
             c!("delivered / expected (keeping up)", |v| format!(
                 "{} / {}",
-                f(&v["fast_delivered"]),
-                f(&v["fast_expected"])
+                or(v, &["fast_delivered", "delivered"]),
+                or(v, &["fast_expected", "expected_deliveries"])
             )),
-            c!("gaps (subs with gaps)", |v| format!(
-                "{} ({})",
-                f(&v["fast_gaps"]),
-                f(&v["fast_subs_with_gaps"])
-            )),
-            c!("slow readers: conflated", |v| format!(
-                "{}: {}",
-                f(&v["slow_subs"]),
-                f(&v["slow_gaps_conflated"])
-            )),
+            c!("gaps (subs with gaps)", |v| if bare(v) {
+                format!("{} (-)", f(&v["gaps"]))
+            } else {
+                format!("{} ({})", f(&v["fast_gaps"]), f(&v["fast_subs_with_gaps"]))
+            }),
+            c!("slow readers: conflated", |v| if bare(v) {
+                "-".into()
+            } else {
+                format!("{}: {}", f(&v["slow_subs"]), f(&v["slow_gaps_conflated"]))
+            }),
             c!("deliveries/s", "deliveries_per_s"),
             c!("p50 / p99 / max ms", |v| format!(
                 "{} / {} / {}",

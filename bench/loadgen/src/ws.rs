@@ -36,6 +36,11 @@ impl WsReader {
             if let Some(f) = self.parse() {
                 return Ok(f);
             }
+            if self.buf.is_empty() && self.buf.capacity() > 256 * 1024 {
+                // after a large frame (a big join reply): give the allocation back, or
+                // thousands of idle clients would each keep one
+                self.buf = BytesMut::with_capacity(16 * 1024);
+            }
             if self.buf.capacity() - self.buf.len() < 2048 {
                 self.buf.reserve(16 * 1024);
             }
