@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::connections::connections;
 use crate::roomclient::{client, Phase, RoomCfg, Shared};
+use crate::rooms::{merge, CpuWindow};
 use crate::stats::*;
 use crate::util::{Args, Target};
 
@@ -86,6 +87,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
     let sh = Arc::new(Shared::new(n));
     let rss0 = pid.and_then(proc_rss_kb).unwrap_or(0);
     let cpu0 = pid.and_then(proc_cpu_s).unwrap_or(0.0);
+    let cpu_window = CpuWindow::start(pid);
     let (rss_peak, mon) = rss_monitor(pid);
     let (phase_tx, phase_rx) = watch::channel(Phase::Run);
     let sem = Arc::new(Semaphore::new(conc));
@@ -141,6 +143,8 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
         wall
     };
     let cpu1 = pid.and_then(proc_cpu_s).unwrap_or(0.0);
+    // server, loadgen and other processes' CPU during the storm
+    let (_, storm_cpu) = cpu_window.end();
     let rss1 = pid.and_then(proc_rss_kb).unwrap_or(0);
     let b1 = sh.bytes_snapshot();
     eprintln!(
@@ -213,7 +217,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
             0.0
         }
     };
-    let v = json!({
+    let mut v = json!({
         "scenario": scenario, "target": "chatserver", "label": label,
         "clients": n, "rooms": rooms, "read": read, "channel": if idle { "room:idle-*".to_string() } else { cfg.channels[0].clone() },
         "connected": res.iter().filter(|r| r.connected).count(), "joined": nj, "failed": failed,
@@ -241,6 +245,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
         "presence_event_count_max": pev_count_max,
         "events": sh.ev.json(),
     });
+    merge(&mut v, json!({ "storm_cpu": storm_cpu }));
     eprintln!(
         "# {scenario} chatserver: {nj}/{n} joined ({failed} failed, {closed} closed) in {storm_s:.2}s = {} joins/s; join p50 {} p99 {} ms",
         v["joins_per_s"], v["join_p50_ms"], v["join_p99_ms"]

@@ -233,6 +233,9 @@ pub fn table(files: &[String]) {
                     "-".into()
                 }),
                 c!("alive at end (ping ok)", "alive_end"),
+                c!("other procs CPU s (storm)", |v| f(
+                    &v["storm_cpu"]["other_processes_cpu_s"]
+                )),
                 c!("events", |v| evs(v)),
             ],
         );
