@@ -7,12 +7,14 @@ subscriber count, chatserver solid and bare-broadcast dashed.
     target/plotvenv/bin/python bench/plot_sweep.py RESULTS.jsonl [MORE.jsonl...] docs/bench-sweep.png
 """
 import json
+import os
 import sys
 from collections import defaultdict
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 
@@ -50,6 +52,10 @@ def main():
             if bad:  # lossy or slow-consumer closes: ring the point
                 ax1.plot([r], [max(v["p99_ms"], 0.01)], "o", ms=14, mfc="none", mec="red")
     ax1.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({v["rate"] for v in rows}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax1.set_xlabel("publishes/s (total, 4 publishers)")
     ax1.set_ylabel("delivery latency p99, ms (log)")
     ax1.set_title("p99 delivery latency (red ring: loss or 4008 closes)")
@@ -60,7 +66,9 @@ def main():
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     when = sorted({str(v.get("label")) for v in rows})
-    fig.suptitle(f"room fan-out sweep: chatserver (solid) vs bare-broadcast (dashed), {len(rows)} runs")
+    stem = os.path.splitext(os.path.basename(inputs[0]))[0]
+    src = os.path.basename(os.path.dirname(os.path.abspath(inputs[0]))) if stem == "results" else stem
+    fig.suptitle(f"room fan-out sweep ({src}): chatserver (solid) vs bare-broadcast (dashed), {len(rows)} runs")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     print(f"wrote {png} from {len(rows)} runs ({', '.join(when[:3])}...)")
