@@ -275,3 +275,65 @@ pub async fn client(
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(frames: &[&str]) -> (ClientResult, Shared) {
+        let sh = Shared::new(1);
+        let mut r = ClientResult::default();
+        for f in frames {
+            on_text(f.as_bytes(), &mut r, &sh);
+        }
+        (r, sh)
+    }
+
+    #[test]
+    fn v1_0_join_reply_and_presence_events() {
+        let (r, _) = scan(&[
+            r#"{"id":1,"ok":{"channel":"room:a","seq":0,"epoch":"e","messages":[],"presence":[{"id":"1","name":"a","conns":1},{"id":"2","name":"b","conns":2}]}}"#,
+            r#"{"ev":"presence","channel":"room:a","joined":[{"id":"3","name":"c"}],"left":[]}"#,
+        ]);
+        assert!(r.joined);
+        assert_eq!(r.reply_members, 2);
+        assert_eq!(r.reply_presence_count, None);
+        assert!(!r.reply_more);
+        assert_eq!(
+            (r.presence_events, r.presence_count_only, r.presence_max_count),
+            (1, 0, None)
+        );
+    }
+
+    #[test]
+    fn v1_1_capped_reply_counts_and_count_only_events() {
+        let (r, _) = scan(&[
+            r#"{"id":1,"ok":{"channel":"room:a","seq":9,"epoch":"e","messages":[],"more":true,"presence":[{"id":"1","name":"a","conns":1}],"presence_count":15230}}"#,
+            r#"{"ev":"presence","channel":"room:a","joined":[{"id":"3","name":"c"}],"left":[],"count":900}"#,
+            r#"{"ev":"presence","channel":"room:a","count":15231}"#,
+        ]);
+        assert!(r.joined && r.reply_more);
+        assert_eq!(r.reply_members, 1);
+        assert_eq!(r.reply_presence_count, Some(15230));
+        assert_eq!(
+            (r.presence_events, r.presence_count_only, r.presence_max_count),
+            (2, 1, Some(15231))
+        );
+    }
+
+    #[test]
+    fn refused_join_and_disconnect_event() {
+        let (r, sh) = scan(&[
+            r#"{"id":1,"error":{"code":"forbidden","message":"no"}}"#,
+            r#"{"ev":"disconnect","code":4008,"reason":"slow consumer"}"#,
+        ]);
+        assert!(!r.joined);
+        assert!(r.reply_bytes > 0);
+        let ev = sh.ev.json();
+        assert_eq!(ev["disconnect event 4008"], 1, "{ev}");
+        assert!(
+            ev.as_object().unwrap().keys().any(|k| k.starts_with("join error")),
+            "{ev}"
+        );
+    }
+}
