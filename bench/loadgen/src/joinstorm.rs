@@ -210,9 +210,12 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
     let pev_count_max = res.iter().filter_map(|r| r.presence_max_count).max();
     let closed = res.iter().filter(|r| r.closed.is_some()).count();
     let ping_ok = res.iter().filter(|r| r.ping_us.is_some()).count();
+    // per open connection (a no-read client may not have its join reply yet, and is
+    // still a connection the server holds)
+    let nconn = res.iter().filter(|r| r.connected).count() as u64;
     let per = |rss: u64| {
-        if nj > 0 {
-            r2((rss as f64 - rss0 as f64) / nj as f64)
+        if nconn > 0 {
+            r2((rss as f64 - rss0 as f64) / nconn as f64)
         } else {
             0.0
         }
@@ -220,7 +223,7 @@ pub async fn room_clients(a: &Args, scenario: &str, target: Target) -> Value {
     let mut v = json!({
         "scenario": scenario, "target": "chatserver", "label": label,
         "clients": n, "rooms": rooms, "read": read, "channel": if idle { "room:idle-*".to_string() } else { cfg.channels[0].clone() },
-        "connected": res.iter().filter(|r| r.connected).count(), "joined": nj, "failed": failed,
+        "connected": nconn, "joined": nj, "failed": failed,
         "total_s": r2(storm_s), "joins_per_s": if storm_s > 0.0 { (nj as f64 / storm_s).round() } else { 0.0 },
         // a no-read client reads its reply only after the settle window: no join latency
         "join_p50_ms": if read { json!(ms(join_h.pct(50.0))) } else { Value::Null },
