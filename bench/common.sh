@@ -7,7 +7,7 @@ BARE_DIR=${BARE_DIR:-$(cd "$ROOT/../shared/bench/bare-broadcast" 2>/dev/null && 
 THREADS=${THREADS:-2}
 SRC_IPS=${SRC_IPS:-1}
 PORT=${PORT:-18100}
-SECRET=${SECRET:-bench-secret-$$-$RANDOM}
+SECRET=${SECRET:-bench-secret-$$-$RANDOM-$RANDOM-$RANDOM-$RANDOM-$RANDOM}  # the server wants >= 32 bytes
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl

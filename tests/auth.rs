@@ -365,3 +365,20 @@ fn registrations_are_rate_limited_per_address() {
     let (st, j) = s.post("/api/register", None, json!({"name":"u9","password":"password-123"}));
     assert_eq!((st, j["error"]["code"].as_str()), (429, Some("rate_limited")), "{j}");
 }
+
+#[test]
+fn a_short_configured_secret_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatserver"))
+        .env_clear()
+        .env("CHAT_DATA_DIR", dir.path())
+        .env("CHAT_BIND", "127.0.0.1:0")
+        .env("CHAT_DEMO", "false")
+        .env("CHAT_JWT_SECRET", "12345")
+        .output()
+        .expect("run the server");
+    assert!(!out.status.success(), "started with a 5-byte secret");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CHAT_JWT_SECRET"), "{err}");
+    assert!(!err.contains("12345"), "the secret was printed: {err}");
+}

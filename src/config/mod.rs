@@ -39,7 +39,7 @@ pub struct Settings {
     /// Nodes re-announce their presence lists this often; a node silent for three
     /// periods is taken as gone.
     pub presence_refresh_s: f64,
-    /// HS256 secret; generated and kept in the data dir when absent.
+    /// HS256 secret (at least 32 bytes); generated and kept in the data dir when absent.
     pub jwt_secret: Option<String>,
     /// Key of the HMAC that seals events between nodes (at least 32 bytes); derived
     /// from the JWT secret when absent (the nodes of a cluster share that already).
@@ -223,6 +223,9 @@ impl Settings {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
         crate::channels::build_policies(&self.policies).map_err(ConfigError::Policy)?;
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(sources.bad_value("jwt_secret", "(hidden: shorter than 32 bytes)".into()));
+        }
         if self.cluster_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(sources.bad_value("cluster_secret", "(hidden: shorter than 32 bytes)".into()));
         }

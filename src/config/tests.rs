@@ -84,7 +84,7 @@ fn sources_name_the_default_the_file_and_the_variable() {
         Some(path.clone()),
         env(&[
             ("CHAT_BIND", "127.0.0.1:0"),
-            ("CHAT_JWT_SECRET", "s3cret"),
+            ("CHAT_JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
             ("DATABASE_URL", ""),
         ]),
     )
@@ -135,8 +135,8 @@ fn sources_cover_every_setting_in_order() {
 fn sample(key: &str) -> &'static str {
     match key {
         "bind" => "127.0.0.1:0",
-        "data_dir" | "cluster_name" | "jwt_secret" => "x",
-        "cluster_secret" => "0123456789abcdef0123456789abcdef",
+        "data_dir" | "cluster_name" => "x",
+        "jwt_secret" | "cluster_secret" => "0123456789abcdef0123456789abcdef",
         "database_url" => "sqlite://x.db",
         "redis_url" => "redis://localhost",
         "allowed_origins" => "https://a.example",
@@ -149,13 +149,13 @@ fn sample(key: &str) -> &'static str {
 #[test]
 fn digits_only_values_stay_strings() {
     let s = from_env(&[
-        ("CHAT_JWT_SECRET", "0123456789"),
+        ("CHAT_JWT_SECRET", "01234567890123456789012345678901"),
         ("CHAT_BIND", "8080"),
         ("CHAT_CLUSTER_NAME", "true"),
         ("CHAT_DATA_DIR", "2024"),
     ])
     .unwrap();
-    assert_eq!(s.jwt_secret.as_deref(), Some("0123456789"));
+    assert_eq!(s.jwt_secret.as_deref(), Some("01234567890123456789012345678901"));
     assert_eq!(s.bind, "8080");
     assert_eq!(s.cluster_name, "true");
     assert_eq!(s.data_dir, PathBuf::from("2024"));
@@ -219,7 +219,7 @@ fn numbers_and_lists_parse_from_text() {
 #[test]
 fn empty_urls_and_secret_mean_unset() {
     let (_dir, path) =
-        config_file("database_url = \"sqlite://file.db\"\nredis_url = \"redis://file\"\njwt_secret = \"from-file\"\n");
+        config_file("database_url = \"sqlite://file.db\"\nredis_url = \"redis://file\"\njwt_secret = \"from-file-from-file-from-file-from-file\"\n");
     let (s, _) = Settings::layered(Some(path.clone()), |_| None).unwrap();
     assert_eq!(s.database_url.as_deref(), Some("sqlite://file.db"));
     let (s, _) = Settings::layered(
@@ -297,4 +297,15 @@ fn file_errors_name_the_file_and_key() {
     // A named file that is missing.
     let err = Settings::layered(Some("/nonexistent/chat.toml".into()), |_| None).unwrap_err();
     assert!(matches!(&err, ConfigError::Read(..)), "{err:?}");
+}
+
+#[test]
+fn short_secrets_are_refused_without_showing_them() {
+    for var in ["CHAT_JWT_SECRET", "CHAT_CLUSTER_SECRET"] {
+        let e = from_env(&[(var, "short-secret")]).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(var), "{shown}");
+        assert!(!shown.contains("short-secret"), "the secret was shown: {shown}");
+    }
+    assert!(from_env(&[("CHAT_JWT_SECRET", &"k".repeat(32))]).is_ok());
 }
