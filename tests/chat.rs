@@ -123,9 +123,15 @@ fn dm_between_two_users_and_third_user_is_kept_out() {
     let (st, body) = s.get(&format!("/api/channels/{enc}/history"), Some(&a.token));
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["messages"][0]["data"], text_msg("secret"));
-    // no message leaked to carol: a barrier through the DM's shard, which fanned the
-    // message out before it handled carol's request
-    cc.hub_barrier(&dm);
+    // carol may not even type there: what she cannot see does not exist for her
+    assert_eq!(cc.err(json!({"op":"typing","channel":dm})), "not_found");
+    // no message leaked to carol: the DM's shard fanned "secret" out before a later
+    // marker, so once bob has the marker, a ping on carol's connection is the barrier
+    let marker = ca.ok(json!({"op":"publish","channel":dm,"data":text_msg("marker")}))["seq"]
+        .as_u64()
+        .unwrap();
+    cb.expect_event(|v| is_msg_seq(&dm, marker)(v), T, "marker");
+    cc.barrier();
     assert!(cc.buffered_event(|v| v["ev"] == "message").is_none());
 }
 

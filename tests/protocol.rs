@@ -666,10 +666,10 @@ fn signal_only_between_users_sharing_a_room_or_dm() {
     let ev = ca.expect_event(|v| v["ev"] == "signal", T, "answer");
     assert_eq!(ev["data"]["kind"], "answer");
 
-    // carol shares nothing with alice
+    // carol shares nothing with alice: as if alice did not exist
     assert_eq!(
         cc.err(json!({"op":"signal","to":a.id,"call":"c-1","data":{"kind":"ring"}})),
-        "forbidden"
+        "not_found"
     );
     cc.ping();
     // a signal's events are queued for the recipient before the sender gets its reply,

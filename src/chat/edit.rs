@@ -1,52 +1,54 @@
 //! `edit` and `delete`: changes to stored messages, through the writer; everyone in
-//! the channel gets the change after it committed.
+//! the channel gets the change after it committed. What the caller cannot see is
+//! `not_found` (no probing for messages of private rooms and others' DMs).
 
 use super::Chat;
 use crate::{
     auth::Identity,
-    channels::{publish_access, Channel},
+    channels::publish_access,
     conn::Ack,
-    error::{AppError, AppResult},
+    error::AppError,
     protocol::{request, request::check_data, Empty},
     storage::writer::WriteOp,
 };
 
 /// Replaces the data of an own message.
 pub fn edit(chat: &Chat, who: &Identity, req: request::Edit, ack: Ack<Empty>) {
-    let op = || -> AppResult<Channel> {
-        let ch = Channel::parse(&req.channel)?;
+    let checked = chat.visible(who, &req.channel).and_then(|(ch, check)| {
         publish_access(who, &ch)?;
         check_data(&req.data, chat.settings.max_message_bytes)?;
-        Ok(ch)
-    };
-    match op() {
-        Ok(channel) => chat.writer.submit(WriteOp::Edit {
-            channel,
-            seq: req.seq,
-            who: who.clone(),
-            data: req.data.into(),
-            ack,
-        }),
+        Ok((ch, check))
+    });
+    match checked {
+        Ok((channel, check)) => {
+            let op = WriteOp::Edit {
+                channel: channel.clone(),
+                seq: req.seq,
+                who: who.clone(),
+                data: req.data.into(),
+                ack,
+            };
+            chat.submit_visible(who, &channel, check, op);
+        }
         Err(e) => ack.err(e),
     }
 }
 
 /// Deletes an own message (any message for admins).
 pub fn delete(chat: &Chat, who: &Identity, req: request::Delete, ack: Ack<Empty>) {
-    let op = || -> AppResult<Channel> {
-        let ch = Channel::parse(&req.channel)?;
-        if who.anonymous {
-            return Err(AppError::forbidden("anonymous connections cannot delete"));
+    if who.anonymous {
+        return ack.err(AppError::forbidden("anonymous connections cannot delete"));
+    }
+    match chat.visible(who, &req.channel) {
+        Ok((channel, check)) => {
+            let op = WriteOp::Delete {
+                channel: channel.clone(),
+                seq: req.seq,
+                who: who.clone(),
+                ack,
+            };
+            chat.submit_visible(who, &channel, check, op);
         }
-        Ok(ch)
-    };
-    match op() {
-        Ok(channel) => chat.writer.submit(WriteOp::Delete {
-            channel,
-            seq: req.seq,
-            who: who.clone(),
-            ack,
-        }),
         Err(e) => ack.err(e),
     }
 }

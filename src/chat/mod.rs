@@ -40,11 +40,15 @@ use crate::{
     auth::{Auth, Identity},
     channels::{read_access, Access, Channel},
     config::Settings,
-    error::AppResult,
+    error::{AppError, AppResult, ErrorCode},
     feeds::Feeds,
     hub::Hub,
     limit::KeyedLimiter,
-    storage::{writer::WriterHandle, Db},
+    storage::{
+        queries,
+        writer::{WriteOp, WriterHandle},
+        Db,
+    },
 };
 
 /// Everything the use cases need. Cheap to clone (`Arc`s inside).
@@ -84,4 +88,48 @@ impl Chat {
         let access = read_access(who, &ch, self.settings.anonymous())?;
         Ok((ch, access))
     }
+
+    /// The read check of operations on a channel's content (`edit`, `delete`, `read`,
+    /// `typing`): what `who` may not see is `not_found`, so these cannot probe which
+    /// private rooms, DMs or messages exist. `None` when a room's check needs storage
+    /// (see [`Chat::visible_room`]).
+    fn visible(&self, who: &Identity, channel: &str) -> AppResult<(Channel, Option<Access>)> {
+        let ch = Channel::parse(channel)?;
+        match read_access(who, &ch, self.settings.anonymous()) {
+            Ok(Access::Allowed) => Ok((ch, None)),
+            Ok(Access::RoomCheck) => Ok((ch, Some(Access::RoomCheck))),
+            Err(e) if e.code == ErrorCode::Forbidden => Err(hidden(&ch)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Submits a write on `ch` once `who` is known to see it: at once, or after the
+    /// room's check in storage (`check`, from [`Chat::visible`]). A refusal answers the
+    /// op's requester.
+    fn submit_visible(&self, who: &Identity, ch: &Channel, check: Option<Access>, op: WriteOp) {
+        if check.is_none() {
+            return self.writer.submit(op);
+        }
+        let (chat, who, ch) = (self.clone(), who.clone(), ch.clone());
+        actix::spawn(async move {
+            match chat.visible_room(&who, &ch).await {
+                Ok(()) => chat.writer.submit(op),
+                Err(e) => op.fail(e),
+            }
+        });
+    }
+
+    /// The storage half of [`Chat::visible`] for rooms.
+    async fn visible_room(&self, who: &Identity, ch: &Channel) -> AppResult<()> {
+        let (ch2, who2) = (ch.clone(), who.clone());
+        match self.db.run(move |c| queries::room_readable(c, &ch2, &who2)).await {
+            Err(e) if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) => Err(hidden(ch)),
+            other => other,
+        }
+    }
+}
+
+/// What a caller may not see.
+fn hidden(ch: &Channel) -> AppError {
+    AppError::not_found(format!("no channel {}", ch.full))
 }

@@ -25,7 +25,7 @@ pub async fn presence(chat: Chat, who: Identity, req: request::Presence) -> AppR
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
     if access == Access::RoomCheck {
         let ch2 = ch.clone();
-        chat.db.run(move |c| queries::room_access(c, &ch2, &who)).await?;
+        chat.db.run(move |c| queries::room_readable(c, &ch2, &who)).await?;
     }
     let page = chat
         .hub

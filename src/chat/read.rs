@@ -4,30 +4,33 @@
 use super::Chat;
 use crate::{
     auth::Identity,
-    channels::{read_access, Channel},
     conn::Ack,
     error::{AppError, AppResult},
     protocol::{request, ChannelsOk, Empty},
     storage::{queries, writer::WriteOp},
 };
 
-/// Moves the caller's read marker forward.
+/// Moves the caller's read marker forward, in a channel the caller can see.
 pub fn read(chat: &Chat, who: &Identity, req: request::Read, ack: Ack<Empty>) {
-    let op = || -> AppResult<Channel> {
-        let ch = Channel::parse(&req.channel)?;
+    let checked = chat.visible(who, &req.channel).and_then(|(ch, check)| {
         if !ch.policy().chat {
             return Err(AppError::bad_request(format!("no read markers in {}", ch.full)));
         }
-        read_access(who, &ch, false)?;
-        Ok(ch)
-    };
-    match op() {
-        Ok(channel) => chat.writer.submit(WriteOp::Read {
-            channel,
-            user_id: who.user.id.clone(),
-            seq: req.seq,
-            ack,
-        }),
+        if who.anonymous {
+            return Err(AppError::forbidden("anonymous connections keep no read markers"));
+        }
+        Ok((ch, check))
+    });
+    match checked {
+        Ok((channel, check)) => {
+            let op = WriteOp::Read {
+                channel: channel.clone(),
+                user_id: who.user.id.clone(),
+                seq: req.seq,
+                ack,
+            };
+            chat.submit_visible(who, &channel, check, op);
+        }
         Err(e) => ack.err(e),
     }
 }

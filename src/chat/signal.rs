@@ -27,7 +27,8 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
     check_data(&req.data, chat.settings.max_message_bytes)?;
     let (me, peer) = (who.user.id.clone(), req.to.clone());
     if !chat.db.run(move |c| queries::share_a_channel(c, &me, &peer)).await? {
-        return Err(AppError::forbidden("you share no room or DM with that user"));
+        // The same answer as for a user who does not exist: no probing.
+        return Err(AppError::not_found("no such user to signal"));
     }
     let frame = signal_event(&who.user, &req.call, &req.data);
     for c in chat.hub.registry.connections(&req.to) {

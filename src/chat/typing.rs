@@ -5,6 +5,7 @@ use actix::dev::SendError;
 
 use super::Chat;
 use crate::{
+    auth::Identity,
     channels::Channel,
     conn::{Ack, ConnHandle},
     error::{AppError, AppResult},
@@ -13,9 +14,11 @@ use crate::{
 };
 
 /// Tells the channel's members that the user of `conn` is typing.
-pub fn typing(chat: &Chat, conn: &ConnHandle, req: request::Typing, ack: Ack<Empty>) {
+pub fn typing(chat: &Chat, who: &Identity, conn: &ConnHandle, req: request::Typing, ack: Ack<Empty>) {
+    // Only a connection that joined may type: the shard checks that (joining checked
+    // the rest of the access); what the caller may not read at all is `not_found`.
     let ch = match (|| -> AppResult<Channel> {
-        let ch = Channel::parse(&req.channel)?;
+        let (ch, _) = chat.visible(who, &req.channel)?;
         if !ch.policy().chat {
             return Err(AppError::bad_request(format!("no typing indicators in {}", ch.full)));
         }

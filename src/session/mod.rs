@@ -209,7 +209,7 @@ impl Session {
             }
             Op::History(r) => self.spawn_reply(id, chat::history::history(c, who, r)),
             Op::Presence(r) => self.spawn_reply(id, chat::presence::presence(c, who, r)),
-            Op::Typing(r) => chat::typing::typing(&c, &self.conn(), r, self.ack(id)),
+            Op::Typing(r) => chat::typing::typing(&c, &who, &self.conn(), r, self.ack(id)),
             Op::Read(r) => chat::read::read(&c, &who, r, self.ack(id)),
             Op::Channels => self.spawn_reply(id, chat::read::channels(c, who)),
             Op::Edit(r) => chat::edit::edit(&c, &who, r, self.ack(id)),

@@ -807,10 +807,11 @@ impl WsClient {
         self.ping();
     }
 
-    /// Barrier through the hub shard of the chat channel `channel` (room or DM): a
-    /// `typing` request. The session hands it to the channel's shard without a
-    /// membership check; the shard itself queues the answer (`{}` for a member,
-    /// `forbidden` otherwise) into this connection's outbox, after finishing every
+    /// Barrier through the hub shard of the chat channel `channel` (a room, or a DM of
+    /// this user: a DM of others is refused before any shard): a `typing` request.
+    /// The session hands it to the channel's shard without a membership check; the
+    /// shard itself queues the answer (`{}` for a member, `not_found` for a connection
+    /// that has not joined) into this connection's outbox, after finishing every
     /// message ahead of it in its mailbox. The publish ack of a stored message is sent by
     /// that shard in the same step as the message's fan-out, so once the publisher has
     /// its ack, this barrier orders every delivery of that message to this connection
@@ -819,7 +820,7 @@ impl WsClient {
     pub fn hub_barrier(&mut self, channel: &str) {
         let r = self.request(json!({"op":"typing","channel":channel}));
         assert!(
-            r.get("ok").is_some() || r["error"]["code"] == "forbidden",
+            r.get("ok").is_some() || r["error"]["code"] == "not_found",
             "{}: barrier `typing` on {channel} was not handled by the channel's shard: {r}",
             self.label
         );

@@ -472,7 +472,11 @@ impl Handler<Typing> for Shard {
             .get(&msg.channel)
             .is_some_and(|c| c.members.contains_key(&msg.conn_id));
         if !joined {
-            return msg.ack.err(AppError::forbidden(format!("join {} first", msg.channel)));
+            // The same answer whether the channel exists, is readable or not: only what
+            // the connection joined is there for typing.
+            return msg
+                .ack
+                .err(AppError::not_found(format!("not joined to {}", msg.channel)));
         }
         self.broker.publish(BusEvent::Typing {
             channel: msg.channel.clone(),

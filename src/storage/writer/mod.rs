@@ -84,7 +84,7 @@ pub enum WriteOp {
 
 impl WriteOp {
     /// Answers the op's requester with an error (nothing was stored).
-    fn fail(self, e: AppError) {
+    pub fn fail(self, e: AppError) {
         match self {
             WriteOp::Append(r) => r.ack.err(e),
             WriteOp::Edit { ack, .. }
