@@ -55,15 +55,32 @@ impl KeyedLimiter {
     /// `per_minute` events a minute per key, in bursts of up to `per_minute`.
     pub fn per_minute(per_minute: u32) -> KeyedLimiter {
         let n = per_minute.max(1) as f64;
-        KeyedLimiter(RateLimiter::dashmap_with_clock(quota(n / 60.0, n), clock()))
+        KeyedLimiter::per_second(n / 60.0, n)
+    }
+
+    /// `per_second` events a second per key, in bursts of up to `burst`.
+    pub fn per_second(per_second: f64, burst: f64) -> KeyedLimiter {
+        KeyedLimiter(RateLimiter::dashmap_with_clock(quota(per_second, burst), clock()))
+    }
+
+    /// `per_hour` events an hour per key, in bursts of up to `per_hour`.
+    pub fn per_hour(per_hour: u32) -> KeyedLimiter {
+        let n = per_hour.max(1) as f64;
+        KeyedLimiter::per_second(n / 3600.0, n)
     }
 
     /// Takes one event for `key`; false when over the limit.
     pub fn take(&self, key: &str) -> bool {
+        self.take_n(key, 1)
+    }
+
+    /// Takes `n` events for `key` at once; false (taking nothing) when over the limit.
+    pub fn take_n(&self, key: &str, n: u32) -> bool {
         if self.0.len() >= MAX_KEYS {
             self.0.retain_recent();
         }
-        self.0.check_key(&key.to_string()).is_ok()
+        let Some(n) = NonZeroU32::new(n) else { return true };
+        matches!(self.0.check_key_n(&key.to_string(), n), Ok(Ok(())))
     }
 }
 
@@ -76,6 +93,17 @@ mod tests {
         let l = Limiter::new(5.0, 10.0);
         let ok = (0..50).filter(|_| l.take()).count();
         assert!((10..=11).contains(&ok), "{ok}");
+    }
+
+    #[test]
+    fn keyed_takes_several_at_once_or_none() {
+        let l = KeyedLimiter::per_second(1.0, 10.0);
+        assert!(l.take_n("a", 7));
+        assert!(!l.take_n("a", 4), "only 3 left");
+        assert!(l.take_n("a", 3));
+        assert!(!l.take("a"));
+        assert!(!l.take_n("b", 11), "more than the burst");
+        assert!(l.take_n("b", 10));
     }
 
     #[test]

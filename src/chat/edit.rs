@@ -17,6 +17,7 @@ pub fn edit(chat: &Chat, who: &Identity, req: request::Edit, ack: Ack<Empty>) {
     let checked = chat.visible(who, &req.channel).and_then(|(ch, check)| {
         publish_access(who, &ch)?;
         check_data(&req.data, chat.settings.max_message_bytes)?;
+        chat.spend(who, 1)?;
         Ok((ch, check))
     });
     match checked {
@@ -39,7 +40,10 @@ pub fn delete(chat: &Chat, who: &Identity, req: request::Delete, ack: Ack<Empty>
     if who.anonymous {
         return ack.err(AppError::forbidden("anonymous connections cannot delete"));
     }
-    match chat.visible(who, &req.channel) {
+    match chat
+        .visible(who, &req.channel)
+        .and_then(|v| chat.spend(who, 1).map(|()| v))
+    {
         Ok((channel, check)) => {
             let op = WriteOp::Delete {
                 channel: channel.clone(),

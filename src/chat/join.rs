@@ -16,7 +16,7 @@ use crate::{
     auth::Identity,
     channels::{Access, Channel, Namespace},
     conn::{Ack, ConnHandle},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, ErrorCode},
     hub::{Completed, JoinComplete, Subscribe, Subscribed},
     protocol::{reply_err, request, Empty},
     storage::{
@@ -55,12 +55,28 @@ pub fn prepare(chat: &Chat, who: &Identity, req: request::Join) -> AppResult<Joi
 }
 
 /// Step 2: admission. Rooms and DMs check access and remember their members (for
-/// `channels` and `signal`) through the writer before the reply.
+/// `channels` and `signal`) through the writer before the reply. A room that does not
+/// exist yet is created (public) by its first join: that spends one of the user's room
+/// creations and one write (joining what exists costs nothing: a rejoin of many
+/// channels after a reconnect must not run into the budget).
 pub async fn admit(chat: Chat, who: Identity, j: &Joining) -> AppResult<()> {
     let record = matches!(j.channel.ns, Namespace::Room | Namespace::Dm) && !who.anonymous;
-    let check_room = j.access == Access::RoomCheck;
+    let mut check_room = j.access == Access::RoomCheck;
     if !record && !check_room {
         return Ok(());
+    }
+    if check_room {
+        let (ch, who2) = (j.channel.clone(), who.clone());
+        match chat.db.run(move |c| queries::room_readable(c, &ch, &who2)).await {
+            // It exists and the user may read it: only the membership is left to do.
+            Ok(()) => check_room = false,
+            // The writer creates it (or finds it created meanwhile, and checks again).
+            Err(e) if e.code == ErrorCode::NotFound => {
+                chat.spend_room(&who)?;
+                chat.spend(&who, 1)?;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let (ack, pending) = Ack::wait();
     chat.writer.submit(WriteOp::Admit {

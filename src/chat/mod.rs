@@ -37,7 +37,7 @@ pub mod typing;
 use std::sync::Arc;
 
 use crate::{
-    auth::{Auth, Identity},
+    auth::{Auth, Identity, Role},
     channels::{read_access, Access, Channel},
     config::Settings,
     error::{AppError, AppResult, ErrorCode},
@@ -63,19 +63,30 @@ pub struct Chat {
     pub limits: Arc<Limits>,
 }
 
-/// The limits of the account operations.
+/// Budgets per user and per client address, shared by every way in (WebSocket and
+/// HTTP, all of a user's connections on this node).
 pub struct Limits {
     /// Login attempts per client address and per account name (guessing).
     pub logins: KeyedLimiter,
     /// Registrations per client address.
     pub registrations: KeyedLimiter,
+    /// Writes per user.
+    writes: KeyedLimiter,
+    /// Writes per user of role publisher or admin.
+    publisher_writes: KeyedLimiter,
+    /// Rooms created per user.
+    rooms: KeyedLimiter,
 }
 
 impl Limits {
     pub fn new(settings: &Settings) -> Limits {
+        let (user, publisher) = (settings.publish_rate, settings.publisher_rate);
         Limits {
             logins: KeyedLimiter::per_minute(settings.login_failures_per_min),
             registrations: KeyedLimiter::per_minute(settings.registrations_per_min),
+            writes: KeyedLimiter::per_second(user, user * 2.0),
+            publisher_writes: KeyedLimiter::per_second(publisher, publisher * 2.0),
+            rooms: KeyedLimiter::per_hour(settings.rooms_per_hour),
         }
     }
 }
@@ -117,6 +128,28 @@ impl Chat {
                 Err(e) => op.fail(e),
             }
         });
+    }
+
+    /// Spends `n` of `who`'s write budget; `rate_limited` when it is used up.
+    fn spend(&self, who: &Identity, n: u32) -> AppResult<()> {
+        let budget = match who.role {
+            Role::Publisher | Role::Admin => &self.limits.publisher_writes,
+            Role::User => &self.limits.writes,
+        };
+        if budget.take_n(who.id(), n) {
+            Ok(())
+        } else {
+            Err(AppError::rate_limited("write budget used up, slow down"))
+        }
+    }
+
+    /// Spends one of `who`'s room creations; `rate_limited` when they are used up.
+    fn spend_room(&self, who: &Identity) -> AppResult<()> {
+        if self.limits.rooms.take(who.id()) {
+            Ok(())
+        } else {
+            Err(AppError::rate_limited("too many new rooms, try again later"))
+        }
     }
 
     /// The storage half of [`Chat::visible`] for rooms.

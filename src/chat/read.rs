@@ -19,6 +19,7 @@ pub fn read(chat: &Chat, who: &Identity, req: request::Read, ack: Ack<Empty>) {
         if who.anonymous {
             return Err(AppError::forbidden("anonymous connections keep no read markers"));
         }
+        chat.spend(who, 1)?;
         Ok((ch, check))
     });
     match checked {

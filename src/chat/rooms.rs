@@ -53,6 +53,8 @@ pub async fn create(chat: Chat, who: Identity, new: NewRoom) -> AppResult<Create
             "at most {MAX_INITIAL_MEMBERS} members at creation"
         )));
     }
+    chat.spend_room(&who)?;
+    chat.spend(&who, 1)?;
     let (creator, private, members) = (who.user.clone(), new.private, new.members);
     let row = chat
         .db

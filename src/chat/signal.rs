@@ -25,6 +25,7 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
         return Err(AppError::bad_request("cannot signal yourself"));
     }
     check_data(&req.data, chat.settings.max_message_bytes)?;
+    chat.spend(&who, 1)?;
     let (me, peer) = (who.user.id.clone(), req.to.clone());
     if !chat.db.run(move |c| queries::share_a_channel(c, &me, &peer)).await? {
         // The same answer as for a user who does not exist: no probing.

@@ -68,8 +68,14 @@ pub struct Settings {
     pub reply_max_bytes: usize,
     /// Most messages a `join` with `since` returns before answering `recovered:false`.
     pub recovery_limit: i64,
-    /// Publishes (and other writes) per second per connection; bursts of twice that.
+    /// Writes (publish, edit, delete, read markers, joins, signals) per second per
+    /// user, over all of the user's connections and HTTP requests on a node; bursts of
+    /// twice that. A batch counts per item.
     pub publish_rate: f64,
+    /// The same budget for role `publisher` (and `admin`): feeds publish far more.
+    pub publisher_rate: f64,
+    /// Rooms one user may create per hour (explicitly or by a first join or publish).
+    pub rooms_per_hour: u32,
     /// Channels one connection may be joined to at once.
     pub max_channels_per_conn: usize,
     /// Hub shards (actors on their own threads); 0 = one per CPU.
@@ -93,7 +99,7 @@ pub struct Settings {
     pub feed_idle_s: f64,
     /// Token lifetime for tokens issued by `/api/login` and `/api/register`.
     pub token_ttl_s: u64,
-    /// Failed logins allowed per minute, per client address and per account.
+    /// Login attempts allowed per minute, per client address and per account.
     pub login_failures_per_min: u32,
     /// Registrations allowed per minute per client address.
     pub registrations_per_min: u32,
@@ -126,6 +132,8 @@ impl Default for Settings {
             reply_max_bytes: 1024 * 1024,
             recovery_limit: 1000,
             publish_rate: 50.0,
+            publisher_rate: 10_000.0,
+            rooms_per_hour: 20,
             max_channels_per_conn: 512,
             hub_shards: 0,
             workers: 0,
@@ -217,6 +225,7 @@ impl Settings {
         pos("client_timeout_s", self.client_timeout_s)?;
         pos("auth_timeout_s", self.auth_timeout_s)?;
         pos("publish_rate", self.publish_rate)?;
+        pos("publisher_rate", self.publisher_rate)?;
         pos("presence_refresh_s", self.presence_refresh_s)?;
         pos("feed_idle_s", self.feed_idle_s)?;
         if self.max_message_bytes < 64 {
