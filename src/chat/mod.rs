@@ -13,7 +13,7 @@
 //! * [`edit`] – edit and delete messages.
 //! * [`read`] – read markers and the caller's channel list with unread counts.
 //! * [`typing`] – typing indicators.
-//! * [`signal`] – per-user signals (call setup).
+//! * [`signal`] – per-user signals (call setup); [`blocks`] – whom a user blocked.
 //! * [`rooms`] – creating and listing rooms, adding members, finding users.
 //! * [`accounts`] – registration and login.
 //! * [`locations`] – "who is near" and stored tracks.
@@ -23,6 +23,7 @@
 //! events it caused; the rest are `async` functions returning their result.
 
 pub mod accounts;
+pub mod blocks;
 pub mod edit;
 pub mod history;
 pub mod join;
@@ -76,6 +77,8 @@ pub struct Limits {
     publisher_writes: KeyedLimiter,
     /// Rooms created per user.
     rooms: KeyedLimiter,
+    /// Rings per (caller, callee).
+    rings: KeyedLimiter,
 }
 
 impl Limits {
@@ -87,6 +90,7 @@ impl Limits {
             writes: KeyedLimiter::per_second(user, user * 2.0),
             publisher_writes: KeyedLimiter::per_second(publisher, publisher * 2.0),
             rooms: KeyedLimiter::per_hour(settings.rooms_per_hour),
+            rings: KeyedLimiter::per_minute(settings.rings_per_min),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `signal`: a frame for every connection of another user (call setup), on this node
-//! and the others; nothing is stored. Only between users who share a room or a DM.
+//! and the others; nothing is stored. Only between users who share a room or a DM, and
+//! not to a user who blocked the caller; size- and rate-limited (rings per pair per
+//! minute), since a ring makes someone else's device ring.
 
 use serde_json::value::RawValue;
 
@@ -13,6 +15,15 @@ use crate::{
     storage::queries,
 };
 
+/// The `kind` of a signal's data (`ring`, `offer`, `ice`, ...), if any.
+fn kind(data: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    serde_json::from_str::<Kind>(data.get()).ok()?.kind
+}
+
 /// Delivers `req.data` to every connection of user `req.to`.
 pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResult<Empty> {
     if who.anonymous {
@@ -24,10 +35,17 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
     if *req.to == *who.user.id {
         return Err(AppError::bad_request("cannot signal yourself"));
     }
-    check_data(&req.data, chat.settings.max_message_bytes)?;
+    check_data(&req.data, chat.settings.signal_max_bytes)?;
     chat.spend(&who, 1)?;
+    if kind(&req.data).as_deref() == Some("ring") && !chat.limits.rings.take(&format!("{}>{}", who.id(), req.to)) {
+        return Err(AppError::rate_limited("too many rings to that user, try again later"));
+    }
     let (me, peer) = (who.user.id.clone(), req.to.clone());
-    if !chat.db.run(move |c| queries::share_a_channel(c, &me, &peer)).await? {
+    let allowed = chat
+        .db
+        .run(move |c| Ok(queries::share_a_channel(c, &me, &peer)? && !queries::is_blocked(c, &peer, &me)?))
+        .await?;
+    if !allowed {
         // The same answer as for a user who does not exist: no probing.
         return Err(AppError::not_found("no such user to signal"));
     }

@@ -114,6 +114,8 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_PUBLISH_RATE", "publish_rate", number::<f64>),
     var("CHAT_PUBLISHER_RATE", "publisher_rate", number::<f64>),
     var("CHAT_ROOMS_PER_HOUR", "rooms_per_hour", number::<u32>),
+    var("CHAT_SIGNAL_MAX_BYTES", "signal_max_bytes", number::<usize>),
+    var("CHAT_RINGS_PER_MIN", "rings_per_min", number::<u32>),
     var("CHAT_MAX_CHANNELS_PER_CONN", "max_channels_per_conn", number::<usize>),
     var("CHAT_HUB_SHARDS", "hub_shards", number::<usize>),
     var("CHAT_WORKERS", "workers", number::<usize>),

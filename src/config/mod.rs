@@ -76,6 +76,10 @@ pub struct Settings {
     pub publisher_rate: f64,
     /// Rooms one user may create per hour (explicitly or by a first join or publish).
     pub rooms_per_hour: u32,
+    /// Largest `data` of a `signal` (SDP offers fit; a signal is no file transfer).
+    pub signal_max_bytes: usize,
+    /// Rings (`signal` of kind `ring`) one user may send another per minute.
+    pub rings_per_min: u32,
     /// Channels one connection may be joined to at once.
     pub max_channels_per_conn: usize,
     /// Hub shards (actors on their own threads); 0 = one per CPU.
@@ -134,6 +138,8 @@ impl Default for Settings {
             publish_rate: 50.0,
             publisher_rate: 10_000.0,
             rooms_per_hour: 20,
+            signal_max_bytes: 16 * 1024,
+            rings_per_min: 6,
             max_channels_per_conn: 512,
             hub_shards: 0,
             workers: 0,

@@ -32,6 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users", web::get().to(search_users))
         .route("/channels/{channel}/history", web::get().to(history))
         .route("/channels/{channel}/presence", web::get().to(presence))
+        .route("/blocks", web::get().to(list_blocks))
+        .route("/blocks/{user}", web::put().to(block))
+        .route("/blocks/{user}", web::delete().to(unblock))
         .route("/publish", web::post().to(publish))
         .route("/publish/batch", web::post().to(publish_batch));
 }
@@ -230,4 +233,16 @@ async fn publish_batch(
         });
     }
     Ok(HttpResponse::Ok().json(out))
+}
+
+async fn list_blocks(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(chat::blocks::list(state.chat.clone(), who).await?))
+}
+
+async fn block(state: web::Data<AppState>, Caller(who): Caller, path: web::Path<String>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(chat::blocks::block(state.chat.clone(), who, &path.into_inner()).await?))
+}
+
+async fn unblock(state: web::Data<AppState>, Caller(who): Caller, path: web::Path<String>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(chat::blocks::unblock(state.chat.clone(), who, &path.into_inner()).await?))
 }

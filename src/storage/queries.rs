@@ -502,3 +502,51 @@ pub fn channel_names(c: &mut Conn, ns: Namespace) -> AppResult<Vec<String>> {
         .order(channels::name.asc())
         .load(c)?)
 }
+
+/// Most users one user may block.
+pub const MAX_BLOCKS: i64 = 1000;
+
+/// `user` blocks `blocked` (no-op when already so). `bad_request` past [`MAX_BLOCKS`].
+pub fn block(c: &mut Conn, user: &str, blocked: &str) -> AppResult<()> {
+    c.transaction(|c| {
+        if is_blocked(c, user, blocked)? {
+            return Ok(());
+        }
+        let n: i64 = blocks::table.filter(blocks::user_id.eq(user)).count().get_result(c)?;
+        if n >= MAX_BLOCKS {
+            return Err(AppError::bad_request(format!("at most {MAX_BLOCKS} blocked users")));
+        }
+        match diesel::insert_into(blocks::table)
+            .values((
+                blocks::user_id.eq(user),
+                blocks::blocked_id.eq(blocked),
+                blocks::created_at.eq(now_ms()),
+            ))
+            .execute(c)
+        {
+            Err(e) if !is_unique_violation(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
+    })
+}
+
+/// `user` unblocks `blocked`.
+pub fn unblock(c: &mut Conn, user: &str, blocked: &str) -> AppResult<()> {
+    diesel::delete(blocks::table.find((user, blocked))).execute(c)?;
+    Ok(())
+}
+
+/// The users `user` blocked, oldest first.
+pub fn blocked_by(c: &mut Conn, user: &str) -> AppResult<Vec<String>> {
+    Ok(blocks::table
+        .filter(blocks::user_id.eq(user))
+        .order(blocks::created_at.asc())
+        .select(blocks::blocked_id)
+        .limit(MAX_BLOCKS)
+        .load(c)?)
+}
+
+/// Did `user` block `other`?
+pub fn is_blocked(c: &mut Conn, user: &str, other: &str) -> AppResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(blocks::table.find((user, other)))).get_result(c)?)
+}

@@ -90,3 +90,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     last_values,
     track_points
 );
+
+diesel::table! {
+    blocks (user_id, blocked_id) {
+        user_id -> Text,
+        blocked_id -> Text,
+        created_at -> BigInt,
+    }
+}
