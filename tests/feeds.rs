@@ -83,9 +83,17 @@ fn loc_entity_publishes_only_itself() {
     let s = TestServer::start_default();
     let a = s.user("alice");
     let b = s.user("bob");
-    let mut ca = s.ws_user(&a);
+    // Entities are a space of their own: a user's id is no entity, and user alice may
+    // not publish `loc:<her id>` (registered ids are small numbers anyone can guess).
+    let mut alice = s.ws_user(&a);
+    assert_eq!(
+        alice.err(json!({"op":"publish","channel":format!("loc:{}", a.id),"data":{"lat":1.0,"lon":1.0}})),
+        "forbidden"
+    );
+    // Her phone, with a device token for entity `phone-a`, may publish its own.
+    let mut ca = s.ws(&s.mint_entity(&a.id, "phone-a"));
     let mut cb = s.ws_user(&b);
-    let ch = format!("loc:{}", a.id);
+    let ch = "loc:phone-a".to_string();
     cb.ok(json!({"op":"join","channel":ch}));
     ca.ok(json!({"op":"publish","channel":ch,"data":{"lat":52.52,"lon":13.405,"heading":90}}));
     let e = cb.expect_event(is_msg(&ch), T, "location update");
@@ -350,7 +358,7 @@ fn publisher_only_on_every_path() {
     let s = TestServer::start(Opts::new().env("CHAT_PUBLISH_RATE", "10000"));
     let user_tok = s.mint("u-7", "user7", "user", 3600);
     let pub_tok = s.mint("feeder", "feeder", "publisher", 3600);
-    let veh_tok = s.mint("veh-7", "Taxi 7", "user", 3600);
+    let veh_tok = s.mint_entity("veh-7", "veh-7");
     let quote = |p: f64| json!({"price": p});
     let ev = |n: i64| json!({"type":"clock","minute":n});
     let pos = json!({"lat": 52.5, "lon": 13.4});
@@ -372,7 +380,11 @@ fn publisher_only_on_every_path() {
             "WS: a plain user publishing to {ch}"
         );
     }
-    u.ok(json!({"op":"publish","channel":"loc:u-7","data":pos}));
+    assert_eq!(
+        u.err(json!({"op":"publish","channel":"loc:u-7","data":pos})),
+        "forbidden",
+        "a user's id is no entity"
+    );
     assert_eq!(
         v.err(json!({"op":"publish","channel":"ticker:ACME","data":quote(666.0)})),
         "forbidden"
@@ -447,14 +459,13 @@ fn publisher_only_on_every_path() {
         json!({"channel":"loc:u-7","data":{"lat":52.55,"lon":13.45}}),
     ];
     let res = batch(&s, &user_tok, &items);
-    for (i, r) in res.iter().take(3).enumerate() {
+    for (i, r) in res.iter().enumerate() {
         assert_eq!(
             r["error"]["code"], "forbidden",
-            "batch item {i} by a plain user: {res:?}"
+            "batch item {i} by a plain user (its own id is no entity): {res:?}"
         );
         assert!(r.get("seq").is_none(), "{r}");
     }
-    assert!(res[3]["seq"].is_u64(), "own loc item is allowed: {res:?}");
     let res = batch(
         &s,
         &veh_tok,
@@ -1016,7 +1027,7 @@ fn bad_coordinates_rejected_and_not_stored() {
         assert_eq!(j["error"]["code"], "bad_request", "HTTP {raw}: {body}");
     }
     // The entity's own token takes the same checks.
-    let mut own = s.ws(&s.mint("bad-1", "bad", "user", 600));
+    let mut own = s.ws(&s.mint_entity("bad-1", "bad-1"));
     assert_eq!(
         own.err(json!({"op":"publish","channel":"loc:bad-1","data":{"lat":95.0,"lon":0.0}})),
         "bad_request"

@@ -60,6 +60,9 @@ pub struct Identity {
     pub role: Role,
     /// Anonymous readers have a random id and may only read namespaces that allow it.
     pub anonymous: bool,
+    /// The tracked entity this token speaks for (claim `entity`): it may publish
+    /// `loc:<entity>`. Entities are a space of their own: a user's id never is one.
+    pub entity: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -69,6 +72,7 @@ impl Identity {
             user: UserRef::new(id, "anonymous"),
             role: Role::User,
             anonymous: true,
+            entity: None,
         }
     }
     pub fn id(&self) -> &str {
@@ -84,6 +88,9 @@ struct Claims {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     role: Option<Role>,
+    /// A device token: the entity it reports the position of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entity: Option<String>,
 }
 
 /// Signs and verifies tokens with the server's secret.
@@ -117,6 +124,7 @@ impl Auth {
             name: Some(user.name.to_string()),
             exp,
             role: Some(role),
+            entity: None,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
     }
@@ -138,10 +146,14 @@ impl Auth {
             .map(|n| crate::protocol::text::clean_name(&n, 64))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| c.sub.clone());
+        if c.entity.as_deref().is_some_and(|e| !crate::channels::valid_user_id(e)) {
+            return Err(AppError::unauthorized("invalid token: bad `entity`"));
+        }
         Ok(Identity {
             user: UserRef::new(c.sub, name),
             role: c.role.unwrap_or(Role::User),
             anonymous: false,
+            entity: c.entity.map(Into::into),
         })
     }
 }

@@ -30,7 +30,7 @@ pub enum PublishRule {
     Members,
     /// Users with role `publisher` (or `admin`).
     Publishers,
-    /// The entity itself (`sub` = entity) or a publisher.
+    /// The entity itself (a token whose `entity` claim names it) or a publisher.
     EntityOrPublisher,
 }
 
@@ -364,7 +364,9 @@ pub fn publish_access(who: &Identity, ch: &Channel) -> Result<Access, AppError> 
             "only publishers may publish to {}",
             ch.full
         ))),
-        PublishRule::EntityOrPublisher if is_publisher || who.id() == ch.name() => Ok(Access::Allowed),
+        PublishRule::EntityOrPublisher if is_publisher || who.entity.as_deref() == Some(ch.name()) => {
+            Ok(Access::Allowed)
+        }
         PublishRule::EntityOrPublisher => Err(AppError::forbidden(format!(
             "only the entity itself or a publisher may publish to {}",
             ch.full
@@ -382,6 +384,14 @@ mod tests {
             user: UserRef::new(id, id),
             role,
             anonymous: false,
+            entity: None,
+        }
+    }
+
+    fn device(entity: &str) -> Identity {
+        Identity {
+            entity: Some(entity.into()),
+            ..user("device-owner", Role::User)
         }
     }
 
@@ -447,7 +457,12 @@ mod tests {
         assert!(publish_access(&user("1", Role::User), &t).is_err());
         assert!(publish_access(&user("1", Role::Publisher), &t).is_ok());
         let l = Channel::parse("loc:veh-1").unwrap();
-        assert!(publish_access(&user("veh-1", Role::User), &l).is_ok());
+        assert!(publish_access(&device("veh-1"), &l).is_ok());
+        assert!(publish_access(&device("veh-2"), &l).is_err());
+        // A user is no entity, even when the entity has the user's id as its name.
+        assert!(publish_access(&user("veh-1", Role::User), &l).is_err());
+        let seven = Channel::parse("loc:7").unwrap();
+        assert!(publish_access(&user("7", Role::User), &seven).is_err());
         assert!(publish_access(&user("veh-2", Role::User), &l).is_err());
         assert!(read_access(&Identity::anonymous(), &l, true).is_err());
         let r = Channel::parse("room:x").unwrap();

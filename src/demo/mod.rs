@@ -31,6 +31,7 @@ pub fn start(chat: Chat, stop: Arc<AtomicBool>) {
         user: UserRef::new("demo", "Demo feeds"),
         role: Role::Publisher,
         anonymous: false,
+        entity: None,
     };
     let seed = now_ms() as u64;
     let mut quotes = QuoteSim::new(seed);

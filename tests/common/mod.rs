@@ -287,6 +287,16 @@ impl TestServer {
         mint_token_with(secret, sub, name, role, exp_offset_s)
     }
 
+    /// A device token: user `sub` speaking for tracked entity `entity` (claim `entity`),
+    /// which may publish `loc:<entity>`.
+    pub fn mint_entity(&self, sub: &str, entity: &str) -> String {
+        let secret = self.secret.as_deref().expect("a known secret");
+        mint_claims(
+            secret,
+            &json!({"sub": sub, "name": entity, "entity": entity, "exp": now_s() + 3600}),
+        )
+    }
+
     // ---- HTTP --------------------------------------------------------------------------
 
     pub fn http(

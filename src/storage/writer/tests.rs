@@ -24,6 +24,7 @@ fn who(id: &str) -> Identity {
         user: UserRef::new(id, id),
         role: Role::User,
         anonymous: false,
+        entity: None,
     }
 }
 
