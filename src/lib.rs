@@ -22,7 +22,7 @@
 //! * [`conn`] – a connection as everyone else sees it: its bounded outbox, the
 //!   registry, and [`conn::Ack`] (where a request's result goes).
 //! * leaves: [`protocol`] (wire types), [`channels`] (names and policies), [`auth`],
-//!   [`limit`], [`config`], [`error`].
+//!   [`limit`], [`net`], [`config`], [`error`].
 
 pub mod auth;
 pub mod broker;
@@ -36,6 +36,7 @@ pub mod feeds;
 pub mod http;
 pub mod hub;
 pub mod limit;
+pub mod net;
 pub mod protocol;
 pub mod session;
 pub mod startup;

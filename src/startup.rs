@@ -14,7 +14,7 @@ use actix::Arbiter;
 use actix_web::{dev::Server, web, App, HttpServer};
 
 use crate::{
-    auth::{load_or_create_secret, Auth},
+    auth::{load_or_create_secret, Auth, PasswordWork},
     broker::{
         redis::{RedisBroker, Seal},
         Broker, LocalBroker,
@@ -144,6 +144,11 @@ impl Application {
         let state = AppState {
             chat: Chat {
                 limits: Arc::new(Limits::new(&settings)),
+                // Hashing may use every core but one, and a small queue waits for them.
+                passwords: Arc::new(PasswordWork::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
+                    32,
+                )),
                 settings: settings.clone(),
                 db,
                 writer,
@@ -152,6 +157,7 @@ impl Application {
                 auth,
             },
             metrics: Arc::new(Metrics::default()),
+            proxies: settings.trusted_proxies().into(),
         };
 
         let addr = settings.bind_addr()?;

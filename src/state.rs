@@ -5,7 +5,10 @@ use std::sync::{
     Arc,
 };
 
-use crate::chat::Chat;
+use crate::{
+    chat::Chat,
+    net::{client_addr, Cidr},
+};
 
 /// Everything a request or a session needs; cheap to clone (all `Arc`s inside).
 #[derive(Clone)]
@@ -13,6 +16,20 @@ pub struct AppState {
     /// The use cases (and through them settings, storage, the hub, feeds, auth).
     pub chat: Chat,
     pub metrics: Arc<Metrics>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub proxies: Arc<[Cidr]>,
+}
+
+impl AppState {
+    /// The client's address (rate-limit key): the peer's, or behind a trusted proxy
+    /// the one it forwarded.
+    pub fn client_addr(&self, req: &actix_web::HttpRequest) -> String {
+        let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+            return String::new();
+        };
+        let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        client_addr(peer, xff, &self.proxies).to_string()
+    }
 }
 
 /// Process-wide counters exported by `/metrics`.

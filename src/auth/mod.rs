@@ -187,6 +187,39 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> std::
     Ok(secret.into_bytes())
 }
 
+/// Where password hashing runs: argon2 is CPU-heavy, so it runs on the blocking pool,
+/// never holding a storage connection, at most `permits` at a time. Bounded: at most
+/// `max_waiting` requests wait for a permit; overflow policy: more are refused at once
+/// with `unavailable` (a login flood cannot queue unbounded CPU work).
+pub struct PasswordWork {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+impl PasswordWork {
+    pub fn new(permits: usize, max_waiting: usize) -> PasswordWork {
+        PasswordWork {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    /// Runs `f` (hashing or verifying) when a permit is free.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.waiting.fetch_add(1, Relaxed) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(AppError::unavailable("too many logins at once, try again"));
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Relaxed);
+        let _permit = permit.map_err(|_| AppError::unavailable("shutting down"))?;
+        Ok(actix_web::web::block(f).await?)
+    }
+}
+
 /// Argon2id hash in PHC string form. CPU-heavy: call from a blocking thread.
 pub fn hash_password(password: &str) -> Result<String, AppError> {
     let salt = SaltString::generate(&mut OsRng);

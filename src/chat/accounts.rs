@@ -35,7 +35,8 @@ fn valid_password(pw: &str) -> AppResult<()> {
     }
 }
 
-/// Registers a new account; `client` is the caller's address (rate limit key).
+/// Registers a new account; `client` is the caller's address (rate limit key). The
+/// password is hashed outside the storage pool ([`crate::auth::PasswordWork`]).
 pub async fn register(chat: Chat, client: &str, name: String, password: String) -> AppResult<Account> {
     if !chat.limits.registrations.take(client) {
         return Err(AppError::rate_limited(
@@ -45,16 +46,17 @@ pub async fn register(chat: Chat, client: &str, name: String, password: String) 
     let name = name.trim().to_string();
     valid_name(&name)?;
     valid_password(&password)?;
-    let row = chat
+    let n2 = name.clone();
+    if chat
         .db
-        .run(move |c| {
-            if queries::find_user_by_name(c, &name)?.is_some() {
-                return Err(AppError::bad_request("that name is already taken"));
-            }
-            let hash = hash_password(&password)?;
-            queries::create_user(c, &name, &hash)
-        })
-        .await?;
+        .run(move |c| queries::find_user_by_name(c, &n2))
+        .await?
+        .is_some()
+    {
+        return Err(AppError::bad_request("that name is already taken"));
+    }
+    let hash = chat.passwords.run(move || hash_password(&password)).await??;
+    let row = chat.db.run(move |c| queries::create_user(c, &name, &hash)).await?;
     Ok(Account {
         user: row.user_ref(),
         role: row.role()?,
@@ -62,37 +64,33 @@ pub async fn register(chat: Chat, client: &str, name: String, password: String) 
 }
 
 /// Checks a name and password; `client` is the caller's address. Every attempt counts
-/// against the limits of the address and of the account name before the password is
-/// hashed, so guessing costs the guesser, not the server.
+/// against the limits of the address and of the (name, address) pair before the
+/// password is hashed, so guessing costs the guesser, not the server, and nobody can
+/// lock another's account from elsewhere. The hash is checked outside the storage pool
+/// ([`crate::auth::PasswordWork`]).
 pub async fn login(chat: Chat, client: &str, name: String, password: String) -> AppResult<Account> {
     let wrong = || AppError::unauthorized("wrong name or password");
     if name.len() > 64 || password.len() > 256 {
         return Err(wrong());
     }
-    let by_name = format!("name:{}", name.trim().to_lowercase());
+    let name = name.trim().to_string();
+    let by_name = format!("{}@{client}", name.to_lowercase());
     if !chat.limits.logins.take(client) || !chat.limits.logins.take(&by_name) {
         return Err(AppError::rate_limited("too many failed logins, try again in a minute"));
     }
-    let row = chat
-        .db
-        .run(move |c| {
-            let row = queries::find_user_by_name(c, name.trim())?;
-            match row {
-                Some(r) if verify_password(&password, &r.password_hash) => Ok(r),
-                Some(_) => Err(wrong()),
-                None => {
-                    // Same work as a real check, so timing does not reveal names.
-                    let _ = verify_password(&password, dummy_hash());
-                    Err(wrong())
-                }
-            }
-        })
-        .await;
-    let row = row?;
-    Ok(Account {
-        user: row.user_ref(),
-        role: row.role()?,
-    })
+    let row = chat.db.run(move |c| queries::find_user_by_name(c, &name)).await?;
+    // Unknown names cost the same work as a real check, so timing does not reveal them.
+    let hash = row
+        .as_ref()
+        .map_or_else(|| dummy_hash().to_string(), |r| r.password_hash.clone());
+    let ok = chat.passwords.run(move || verify_password(&password, &hash)).await?;
+    match row {
+        Some(r) if ok => Ok(Account {
+            user: r.user_ref(),
+            role: r.role()?,
+        }),
+        _ => Err(wrong()),
+    }
 }
 
 /// A real hash of a random password, verified against for unknown names.

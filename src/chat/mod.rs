@@ -38,7 +38,7 @@ pub mod typing;
 use std::sync::Arc;
 
 use crate::{
-    auth::{Auth, Identity, Role},
+    auth::{Auth, Identity, PasswordWork, Role},
     channels::{read_access, Access, Channel},
     config::Settings,
     error::{AppError, AppResult, ErrorCode},
@@ -62,6 +62,8 @@ pub struct Chat {
     pub feeds: Arc<Feeds>,
     pub auth: Auth,
     pub limits: Arc<Limits>,
+    /// Where passwords are hashed and checked.
+    pub passwords: Arc<PasswordWork>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

@@ -89,6 +89,16 @@ fn origins(v: &str) -> Option<Value> {
     Some(list.into())
 }
 
+/// A comma-separated list (empty entries dropped).
+fn list(v: &str) -> Option<Value> {
+    let list: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(list.into())
+}
+
 /// Every setting's environment variable, in the declaration order of [`Settings`]
 /// (except the [`FILE_ONLY_KEYS`], which have none and come last).
 pub(super) const VARS: &[Var] = &[
@@ -129,6 +139,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_TOKEN_TTL_S", "token_ttl_s", number::<u64>),
     var("CHAT_LOGIN_FAILURES_PER_MIN", "login_failures_per_min", number::<u32>),
     var("CHAT_REGISTRATIONS_PER_MIN", "registrations_per_min", number::<u32>),
+    var("CHAT_TRUSTED_PROXIES", "trusted_proxies", list),
     var("CHAT_COOKIE_SECURE", "cookie_secure", boolean),
 ];
 

@@ -107,6 +107,9 @@ pub struct Settings {
     pub login_failures_per_min: u32,
     /// Registrations allowed per minute per client address.
     pub registrations_per_min: u32,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client;
+    /// from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// Mark the session cookie `Secure` (set behind TLS).
     pub cookie_secure: bool,
     /// Namespace policy overrides (`[policies.ticker]` ...), file only.
@@ -154,6 +157,7 @@ impl Default for Settings {
             cookie_secure: false,
             login_failures_per_min: 10,
             registrations_per_min: 120,
+            trusted_proxies: Vec::new(),
             policies: Default::default(),
         }
     }
@@ -244,6 +248,11 @@ impl Settings {
         if self.cluster_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(sources.bad_value("cluster_secret", "(hidden: shorter than 32 bytes)".into()));
         }
+        for p in &self.trusted_proxies {
+            if let Err(e) = p.parse::<crate::net::Cidr>() {
+                return Err(sources.bad_value("trusted_proxies", e));
+            }
+        }
         if self.reply_max_bytes < 1024 {
             return Err(sources.bad_value("reply_max_bytes", self.reply_max_bytes.to_string()));
         }
@@ -272,6 +281,11 @@ impl Settings {
 
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.auth_timeout_s)
+    }
+
+    /// The trusted proxies, parsed (checked valid at load).
+    pub fn trusted_proxies(&self) -> Vec<crate::net::Cidr> {
+        self.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()
     }
 
     /// The byte budget of a reply's messages: well under a connection's queue, so that

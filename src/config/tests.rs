@@ -140,6 +140,7 @@ fn sample(key: &str) -> &'static str {
         "database_url" => "sqlite://x.db",
         "redis_url" => "redis://localhost",
         "allowed_origins" => "https://a.example",
+        "trusted_proxies" => "10.0.0.0/8",
         "allow_anonymous" | "demo" | "cookie_secure" => "true",
         "reply_max_bytes" => "100000",
         _ => "100",

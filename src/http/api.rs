@@ -61,24 +61,19 @@ fn session_response(state: &AppState, a: Account) -> HttpResponse {
         .json(json!({ "token": token, "user": { "id": a.user.id, "name": a.user.name, "role": a.role.as_str() } }))
 }
 
-/// The client address used as a rate-limit key.
-fn client_key(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-}
-
 async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> AppResult<HttpResponse> {
     let Credentials { name, password } = body.into_inner();
-    let account = chat::accounts::register(state.chat.clone(), &client_key(&req), name, password).await?;
+    let account = chat::accounts::register(state.chat.clone(), &state.client_addr(&req), name, password).await?;
     Ok(session_response(&state, account))
 }
 
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Credentials>) -> AppResult<HttpResponse> {
     let Credentials { name, password } = body.into_inner();
-    let account = chat::accounts::login(state.chat.clone(), &client_key(&req), name, password).await?;
+    let account = chat::accounts::login(state.chat.clone(), &state.client_addr(&req), name, password).await?;
     Ok(session_response(&state, account))
 }
 
