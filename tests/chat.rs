@@ -61,8 +61,22 @@ fn image_and_file_messages_round_trip() {
     let a = s.user("alice");
     let mut ca = s.ws_user(&a);
     ca.ok(json!({"op":"join","channel":"room:media"}));
-    let img = json!({"type":"image","url":"/uploads/abc","name":"cat.png","size":1234,"mime":"image/png"});
+    let img = json!({"type":"image","url":"/uploads/0123456789abcdef0123456789abcdef.png",
+        "name":"cat.png","size":1234,"mime":"image/png"});
     ca.ok(json!({"op":"publish","channel":"room:media","data":img}));
+    // A file message points only into the server's own upload space.
+    for url in [
+        "https://elsewhere.example/cat.png",
+        "/uploads/../jwt_secret",
+        "/uploads/abc",
+    ] {
+        let bad = json!({"type":"image","url":url,"name":"cat.png"});
+        assert_eq!(
+            ca.err(json!({"op":"publish","channel":"room:media","data":bad})),
+            "bad_request",
+            "{url}"
+        );
+    }
     let e = ca.expect_event(is_msg("room:media"), T, "image message");
     assert_eq!(e["data"], img);
     let h = ca.ok(json!({"op":"history","channel":"room:media"}));

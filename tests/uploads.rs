@@ -436,3 +436,59 @@ fn bad_upload_names_are_not_found() {
     // The real one still works.
     assert_eq!(get(&s, &url).status, 200);
 }
+
+#[test]
+fn uploads_have_a_quota_a_rate_and_a_directory_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(
+        Opts::new()
+            .env("CHAT_UPLOAD_DIR", dir.path().to_str().unwrap())
+            .env("CHAT_UPLOAD_QUOTA_BYTES", "3000")
+            .env("CHAT_UPLOADS_PER_HOUR", "4"),
+    );
+    let tok = s.mint("u-q", "quota", "user", 600);
+    let data = vec![b'x'; 1000];
+    for _ in 0..3 {
+        let r = upload(&s, Some(&tok), "a.txt", "text/plain", &data);
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    assert_eq!(files_in(dir.path()).len(), 3, "stored in CHAT_UPLOAD_DIR");
+    assert!(files_in(&s.data_dir.join("uploads")).is_empty());
+    // 3,000 bytes kept: the quota is used up.
+    let r = upload(&s, Some(&tok), "b.txt", "text/plain", b"more");
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{}",
+        r.text()
+    );
+    // Another user has a quota of their own; the first also hit the hourly rate now.
+    let other = s.mint("u-r", "other", "user", 600);
+    assert_eq!(upload(&s, Some(&other), "c.txt", "text/plain", b"hi").status, 201);
+    let r = upload(&s, Some(&tok), "d.txt", "text/plain", b"hi");
+    assert_eq!(r.status, 429, "{}", r.text());
+}
+
+#[test]
+fn uploads_are_streamed_with_ranges_and_names_lose_direction_overrides() {
+    let s = TestServer::start_default();
+    let tok = s.mint("u-s", "streamer", "user", 600);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let r = upload(&s, Some(&tok), "evil\u{202E}gpj.exe", "application/octet-stream", &data);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["name"], "evilgpj.exe", "{j}");
+    let url = assert_upload_url(&j, "bin");
+    let g = get(&s, &url);
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, data);
+    let part = raw_http(
+        &s.addr,
+        &format!("GET {url} HTTP/1.1\r\nRange: bytes=1000-1009\r\n"),
+        b"",
+    );
+    assert_eq!(part.status, 206, "{:?}", part.headers);
+    assert_eq!(part.body, data[1000..1010].to_vec());
+    assert_eq!(get(&s, "/uploads/0123456789abcdef0123456789abcdef.png").status, 404);
+    assert_eq!(get(&s, "/uploads/..%2Fjwt_secret").status, 404);
+}

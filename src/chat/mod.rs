@@ -17,6 +17,7 @@
 //! * [`rooms`] – creating and listing rooms, adding members, finding users.
 //! * [`accounts`] – registration and login.
 //! * [`locations`] – "who is near" and stored tracks.
+//! * [`uploads`] – what a user may upload (rate, quota), and what file messages point to.
 //!
 //! Writes that complete elsewhere (the writer commits, a hub shard fans out) take an
 //! [`crate::conn::Ack`] for their result, so that a WebSocket reply stays ahead of the
@@ -34,6 +35,7 @@ pub mod read;
 pub mod rooms;
 pub mod signal;
 pub mod typing;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -81,6 +83,8 @@ pub struct Limits {
     rooms: KeyedLimiter,
     /// Rings per (caller, callee).
     rings: KeyedLimiter,
+    /// Uploads per user.
+    uploads: KeyedLimiter,
 }
 
 impl Limits {
@@ -93,6 +97,7 @@ impl Limits {
             publisher_writes: KeyedLimiter::per_second(publisher, publisher * 2.0),
             rooms: KeyedLimiter::per_hour(settings.rooms_per_hour),
             rings: KeyedLimiter::per_minute(settings.rings_per_min),
+            uploads: KeyedLimiter::per_hour(settings.uploads_per_hour),
         }
     }
 }

@@ -42,6 +42,9 @@ fn check(chat: &Chat, who: &Identity, req: request::Publish) -> AppResult<Checke
     if channel.policy().storage != Storage::Every {
         chat.feeds.validate(&channel, &data)?;
     }
+    if channel.policy().chat {
+        super::uploads::check_media(&data)?;
+    }
     Ok(Checked {
         channel,
         access,

@@ -94,6 +94,12 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// Largest accepted upload, bytes.
     pub max_upload_bytes: usize,
+    /// Where uploads are stored (default: `<data_dir>/uploads`).
+    pub upload_dir: Option<PathBuf>,
+    /// Bytes of uploads one user may keep.
+    pub upload_quota_bytes: u64,
+    /// Uploads one user may make per hour.
+    pub uploads_per_hour: u32,
     /// Location track: store at most one point per entity per this many seconds ...
     pub track_min_interval_s: f64,
     /// ... unless it moved at least this many metres.
@@ -150,6 +156,9 @@ impl Default for Settings {
             write_queue: 65536,
             db_pool_size: 8,
             max_upload_bytes: 10 * 1024 * 1024,
+            upload_dir: None,
+            upload_quota_bytes: 1024 * 1024 * 1024,
+            uploads_per_hour: 120,
             track_min_interval_s: 5.0,
             track_min_distance_m: 25.0,
             feed_idle_s: 86_400.0,
@@ -286,6 +295,11 @@ impl Settings {
     /// The trusted proxies, parsed (checked valid at load).
     pub fn trusted_proxies(&self) -> Vec<crate::net::Cidr> {
         self.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()
+    }
+
+    /// Where uploads are stored.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload_dir.clone().unwrap_or_else(|| self.data_dir.join("uploads"))
     }
 
     /// The byte budget of a reply's messages: well under a connection's queue, so that

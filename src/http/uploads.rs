@@ -13,8 +13,12 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::json;
 
+use actix_files::NamedFile;
+use actix_web::http::header::{ContentDisposition, DispositionType};
+
 use super::Caller;
 use crate::{
+    chat::uploads,
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -55,11 +59,9 @@ fn clean_name(name: &str) -> String {
 }
 
 async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multipart) -> AppResult<HttpResponse> {
-    if who.anonymous {
-        return Err(AppError::forbidden("log in to upload"));
-    }
-    let max = state.chat.settings.max_upload_bytes;
-    let dir = state.chat.settings.data_dir.join("uploads");
+    // At most the size limit, and what is left of the user's quota.
+    let max = uploads::allowance(&state.chat, &who).await?;
+    let dir = state.chat.settings.upload_dir();
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| AppError::bad_request(format!("bad multipart body: {e}")))?;
         if field.name() != Some("file") {
@@ -99,7 +101,9 @@ async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multi
             size += chunk.len();
             if size > max {
                 let _ = std::fs::remove_file(&tmp_path);
-                return Err(AppError::too_large(format!("uploads are limited to {max} bytes")));
+                return Err(AppError::too_large(format!(
+                    "uploads are limited to {max} bytes (size limit, or what is left of the quota)"
+                )));
             }
             if head.len() < 16 {
                 head.extend_from_slice(&chunk[..chunk.len().min(16 - head.len())]);
@@ -127,6 +131,7 @@ async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multi
         })
         .await?
         .map_err(|e| AppError::unavailable(format!("cannot store upload: {e}")))?;
+        uploads::record(&state.chat, &who, final_name.clone(), size).await?;
         return Ok(HttpResponse::Created().json(json!({
             "url": format!("/uploads/{final_name}"), "name": name, "size": size, "mime": mime
         })));
@@ -134,35 +139,45 @@ async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multi
     Err(AppError::bad_request("multipart field `file` is missing"))
 }
 
+/// Serves an upload, streamed from disk (with ranges), under headers that keep it from
+/// running in the server's origin.
 async fn serve(state: web::Data<AppState>, req: HttpRequest) -> AppResult<HttpResponse> {
     let name = req.match_info().query("name").to_string();
-    let (id, ext) = name
-        .split_once('.')
-        .ok_or_else(|| AppError::not_found("no such upload"))?;
-    let ctype = match ext {
-        "png" => "image/png",
-        "jpg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "bin" => "application/octet-stream",
-        _ => return Err(AppError::not_found("no such upload")),
-    };
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if !uploads::is_upload_name(&name) {
         return Err(AppError::not_found("no such upload"));
     }
-    let path = state.chat.settings.data_dir.join("uploads").join(&name);
-    let data = web::block(move || std::fs::read(path))
-        .await?
+    let path = state.chat.settings.upload_dir().join(&name);
+    let file = NamedFile::open_async(path)
+        .await
         .map_err(|_| AppError::not_found("no such upload"))?;
-    let mut res = HttpResponse::Ok();
-    res.content_type(ctype)
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
-        .insert_header((header::CACHE_CONTROL, "private, max-age=31536000, immutable"));
-    if ext == "bin" {
-        res.insert_header((header::CONTENT_DISPOSITION, "attachment"));
-    }
-    Ok(res.body(data))
+    let inline = !name.ends_with(".bin");
+    let disposition = if inline {
+        DispositionType::Inline
+    } else {
+        DispositionType::Attachment
+    };
+    let mut res = file
+        .use_etag(true)
+        .use_last_modified(false)
+        .set_content_disposition(ContentDisposition {
+            disposition,
+            parameters: Vec::new(),
+        })
+        .into_response(&req);
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    Ok(res)
 }
 
 #[cfg(test)]

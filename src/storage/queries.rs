@@ -550,3 +550,27 @@ pub fn blocked_by(c: &mut Conn, user: &str) -> AppResult<Vec<String>> {
 pub fn is_blocked(c: &mut Conn, user: &str, other: &str) -> AppResult<bool> {
     Ok(diesel::select(diesel::dsl::exists(blocks::table.find((user, other)))).get_result(c)?)
 }
+
+/// Bytes of uploads stored by `user`.
+pub fn upload_usage(c: &mut Conn, user: &str) -> AppResult<i64> {
+    use diesel::sql_types::{BigInt, Nullable};
+    // (SUM of a BIGINT is NUMERIC on PostgreSQL: cast back, portably.)
+    let total: Option<i64> = uploads::table
+        .filter(uploads::user_id.eq(user))
+        .select(diesel::dsl::sql::<Nullable<BigInt>>("CAST(SUM(size) AS BIGINT)"))
+        .first(c)?;
+    Ok(total.unwrap_or(0))
+}
+
+/// Records a stored upload.
+pub fn record_upload(c: &mut Conn, name: &str, user: &str, size: i64) -> AppResult<()> {
+    diesel::insert_into(uploads::table)
+        .values((
+            uploads::name.eq(name),
+            uploads::user_id.eq(user),
+            uploads::size.eq(size),
+            uploads::created_at.eq(now_ms()),
+        ))
+        .execute(c)?;
+    Ok(())
+}

@@ -98,3 +98,12 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    uploads (name) {
+        name -> Text,
+        user_id -> Text,
+        size -> BigInt,
+        created_at -> BigInt,
+    }
+}
