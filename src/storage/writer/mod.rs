@@ -15,6 +15,7 @@ use std::{
     collections::HashSet,
     sync::{mpsc, Arc},
     thread,
+    time::{Duration, Instant},
 };
 
 use diesel::Connection;
@@ -132,6 +133,25 @@ impl Commit {
 /// on the writer.
 pub trait CommitSink: Send + 'static {
     fn committed(&mut self, commits: Vec<Commit>);
+
+    /// How one batch went (called before [`CommitSink::committed`], also for a batch
+    /// that failed or produced no commits). For measurements; ignored by default.
+    fn batch_done(&mut self, _stats: &BatchStats) {}
+}
+
+/// Size and timing of one write batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchStats {
+    /// Operations in the batch.
+    pub ops: usize,
+    /// Transactions it took (more than one after a conflict with another node).
+    pub attempts: usize,
+    /// Time spent in the statements of the last attempt.
+    pub apply: Duration,
+    /// Time of the last attempt's `COMMIT` (the fsync), or its rollback.
+    pub commit: Duration,
+    /// Whether it was committed.
+    pub ok: bool,
 }
 
 /// The sending side, shared by every component that writes.
@@ -161,6 +181,15 @@ impl WriterHandle {
                 mpsc::TrySendError::Disconnected(op) => (op, AppError::unavailable("storage is shutting down")),
             };
             op.fail(e);
+        }
+    }
+
+    /// Queues an operation, waiting for queue space when the queue is full. Overflow
+    /// policy: backpressure on the caller (for bulk loads and benchmarks, never on an
+    /// async thread); `unavailable` once the writer has stopped.
+    pub fn submit_wait(&self, op: WriteOp) {
+        if let Err(mpsc::SendError(op)) = self.tx.send(op) {
+            op.fail(AppError::unavailable("storage is shutting down"));
         }
     }
 
@@ -260,17 +289,31 @@ impl Writer {
     fn commit(&mut self, batch: Vec<WriteOp>) {
         let n = batch.len();
         let mut attempt = 0;
-        let result = loop {
+        let (result, apply_time, total) = loop {
             attempt += 1;
             let members = &self.members;
-            match self.conn.transaction(|c| apply(c, &batch, members)) {
+            let start = Instant::now();
+            let mut applied = start;
+            let r = self.conn.transaction(|c| {
+                let r = apply(c, &batch, members);
+                applied = Instant::now();
+                r
+            });
+            match r {
                 Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
                     log::debug!("write batch conflicted ({e}); retrying");
                     continue;
                 }
-                other => break other,
+                other => break (other, applied - start, start.elapsed()),
             }
         };
+        self.sink.batch_done(&BatchStats {
+            ops: n,
+            attempts: attempt,
+            apply: apply_time,
+            commit: total.saturating_sub(apply_time),
+            ok: result.is_ok(),
+        });
         let (effects, new_members) = match result {
             Ok(r) => r,
             Err(e) => {

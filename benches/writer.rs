@@ -1,0 +1,371 @@
+//! The group-commit writer alone (no HTTP, no WebSocket): stored messages per second,
+//! batch sizes, time per batch, and per-message latency from submit to the sink
+//! seeing the commit (where the real server acknowledges a publish).
+//!
+//!     cargo bench --bench writer                       # flat out, SQLite on disk
+//!     WB_RATE=5000 WB_SECS=20 cargo bench --bench writer   # paced
+//!
+//! Environment (defaults in brackets):
+//!
+//! * `WB_N` [200000] messages submitted flat out (as fast as the queue takes them);
+//! * `WB_RATE` [0] paced mode instead: messages per second spread evenly over the
+//!   rooms, for `WB_SECS` [10] seconds;
+//! * `WB_ROOMS` [100] rooms, `WB_USERS` [1000] senders, `WB_DATA` [200] bytes of JSON
+//!   per message, `WB_CID` [50] percent of messages with a `client_id`, `WB_CHECK_ROOM`
+//!   [1] room access check per message (as a user's publish into a room has);
+//! * `WB_BATCH_MAX`, `WB_QUEUE` [the server's defaults] the writer's batch size limit
+//!   and queue length;
+//! * `WB_DIR` [the system temp dir] where the temporary SQLite database goes (its real
+//!   configuration: WAL, synchronous=FULL); `DATABASE_URL=postgres://...` uses
+//!   PostgreSQL instead (rooms get a fresh random prefix; their rows are deleted after);
+//! * `WB_FSYNC` [200] 4 KiB write + fdatasync probes in the database's directory;
+//! * `WB_RUNS` [1] repetitions (fresh database each).
+
+use std::{
+    env,
+    fs::OpenOptions,
+    io::Write,
+    os::unix::fs::FileExt,
+    path::Path,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use chatserver::{
+    auth::{Identity, Role},
+    channels::Channel,
+    config::Settings,
+    conn::Ack,
+    protocol::UserRef,
+    storage::{
+        writer::{self, AppendReq, BatchStats, Commit, CommitSink, WriteOp},
+        Db, DbTarget,
+    },
+};
+use diesel::connection::SimpleConnection;
+use serde_json::value::RawValue;
+
+fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+struct Opts {
+    n: usize,
+    rate: f64,
+    secs: f64,
+    rooms: usize,
+    users: usize,
+    data: usize,
+    cid_pct: usize,
+    check_room: bool,
+    batch_max: usize,
+    queue: usize,
+    dir: std::path::PathBuf,
+    pg: Option<String>,
+    fsync: usize,
+    runs: usize,
+}
+
+impl Opts {
+    fn from_env() -> Opts {
+        let d = Settings::default();
+        let pg = env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        Opts {
+            n: var("WB_N", 200_000),
+            rate: var("WB_RATE", 0.0),
+            secs: var("WB_SECS", 10.0),
+            rooms: var("WB_ROOMS", 100).max(1),
+            users: var("WB_USERS", 1000).max(1),
+            data: var("WB_DATA", 200),
+            cid_pct: var("WB_CID", 50),
+            check_room: var("WB_CHECK_ROOM", 1) != 0,
+            batch_max: var("WB_BATCH_MAX", d.write_batch_max),
+            queue: var("WB_QUEUE", d.write_queue),
+            dir: env::var_os("WB_DIR").map(Into::into).unwrap_or_else(env::temp_dir),
+            pg,
+            fsync: var("WB_FSYNC", 200),
+            runs: var("WB_RUNS", 1).max(1),
+        }
+    }
+
+    fn messages(&self) -> usize {
+        if self.rate > 0.0 {
+            (self.rate * self.secs) as usize
+        } else {
+            self.n
+        }
+    }
+}
+
+/// What the writer thread reports: commits and batch stats, stamped when seen.
+enum Seen {
+    Batch(BatchStats),
+    Commits(Instant, Vec<Commit>),
+}
+
+/// Forwards to the collector. Overflow policy of its bounded channel: the writer
+/// waits (as with the hub's mailboxes), which slows the writer only if the collector
+/// falls behind.
+struct Sink(mpsc::SyncSender<Seen>);
+
+impl CommitSink for Sink {
+    fn committed(&mut self, commits: Vec<Commit>) {
+        let _ = self.0.send(Seen::Commits(Instant::now(), commits));
+    }
+
+    fn batch_done(&mut self, stats: &BatchStats) {
+        let _ = self.0.send(Seen::Batch(*stats));
+    }
+}
+
+/// Message `i`'s data: `{"i":<i>,"p":"xxx…"}`, `size` bytes long (at least).
+fn data(i: usize, size: usize) -> Arc<RawValue> {
+    let head = format!(r#"{{"i":{i},"p":""#);
+    let pad = size.saturating_sub(head.len() + 2);
+    let s = format!("{head}{}\"}}", "x".repeat(pad));
+    RawValue::from_string(s).expect("valid JSON").into()
+}
+
+/// The `i` back out of a message's data.
+fn index_of(data: &RawValue) -> usize {
+    let s = data.get();
+    let rest = &s[5..];
+    rest[..rest.find(',').expect("an index")].parse().expect("an index")
+}
+
+fn build_ops(o: &Opts, prefix: &str) -> Vec<WriteOp> {
+    let rooms: Vec<Channel> = (0..o.rooms)
+        .map(|r| Channel::parse(&format!("room:{prefix}{r}")).expect("room name"))
+        .collect();
+    let users: Vec<Identity> = (0..o.users)
+        .map(|u| Identity {
+            user: UserRef::new(format!("u{u}"), format!("User {u}")),
+            role: Role::User,
+            anonymous: false,
+        })
+        .collect();
+    (0..o.messages())
+        .map(|i| {
+            let with_cid = (i * 7919) % 100 < o.cid_pct;
+            WriteOp::Append(AppendReq {
+                channel: rooms[i % o.rooms].clone(),
+                who: users[(i / o.rooms) % o.users].clone(),
+                check_room: o.check_room,
+                data: data(i, o.data),
+                client_id: with_cid.then(|| format!("{prefix}c{i}").into()),
+                ack: Ack::None,
+            })
+        })
+        .collect()
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.2}", ns as f64 / 1e6)
+}
+
+fn summary(name: &str, v: &mut [u64]) -> String {
+    v.sort_unstable();
+    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    format!(
+        "{name} ms: mean {:.2} p50 {} p90 {} p99 {} max {}",
+        mean / 1e6,
+        ms(pct(v, 0.5)),
+        ms(pct(v, 0.9)),
+        ms(pct(v, 0.99)),
+        ms(v.last().copied().unwrap_or(0))
+    )
+}
+
+/// 4 KiB write + fdatasync, `n` times, in `dir`: what one durable commit costs at least.
+fn fsync_probe(dir: &Path, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let path = dir.join("fsync-probe");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("probe file");
+    let block = [7u8; 4096];
+    f.write_all(&block).unwrap();
+    f.sync_all().unwrap();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        // Appends like a WAL does (a new block each time), then overwrites.
+        f.write_all_at(&block, ((i % 256) * 4096) as u64).unwrap();
+        f.sync_data().unwrap();
+        v.push(t.elapsed().as_nanos() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "fsync ({n} x 4 KiB write + fdatasync in {}): {}",
+        dir.display(),
+        summary("", &mut v)
+    );
+}
+
+/// One run on a fresh database; returns stored messages per second.
+fn run(o: &Opts, run_no: usize) -> f64 {
+    let prefix = format!("wb{:08x}-", rand::random::<u32>());
+    let tmp = tempfile::Builder::new()
+        .prefix("writer-bench")
+        .tempdir_in(&o.dir)
+        .expect("temp dir");
+    let target = match &o.pg {
+        Some(u) => DbTarget::Postgres(u.clone()),
+        None => DbTarget::Sqlite(tmp.path().join("chat.db").to_string_lossy().into_owned()),
+    };
+    Db::open(&target, 1).expect("open database");
+    let ops = build_ops(o, &prefix);
+    let total = ops.len();
+    let submitted: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+
+    let (tx, rx) = mpsc::sync_channel::<Seen>(4096);
+    let (handle, queue) = writer::queue(o.queue);
+    let t0 = Instant::now();
+    let wthread = writer::start(
+        target.connect().expect("connect"),
+        queue,
+        Box::new(Sink(tx)),
+        o.batch_max,
+    );
+
+    let collector = {
+        let submitted = submitted.clone();
+        thread::spawn(move || {
+            let mut lat = Vec::with_capacity(total);
+            let mut batches = Vec::new();
+            let mut apply = Vec::new();
+            let mut commit = Vec::new();
+            let mut failed = 0usize;
+            let mut last = t0;
+            while let Ok(seen) = rx.recv() {
+                match seen {
+                    Seen::Batch(s) => {
+                        batches.push(s.ops as u64);
+                        apply.push(s.apply.as_nanos() as u64);
+                        commit.push(s.commit.as_nanos() as u64);
+                        if !s.ok {
+                            failed += s.ops;
+                        }
+                    }
+                    Seen::Commits(at, commits) => {
+                        let since = (at - t0).as_nanos() as u64;
+                        for c in commits {
+                            if let Commit::Message { msg, .. } = c {
+                                let i = index_of(&msg.data);
+                                lat.push(since.saturating_sub(submitted[i].load(Ordering::Relaxed)));
+                            }
+                        }
+                        last = at;
+                    }
+                }
+            }
+            (lat, batches, apply, commit, failed, last)
+        })
+    };
+
+    let paced = o.rate > 0.0;
+    let interval = if paced { 1.0 / o.rate } else { 0.0 };
+    let start = Instant::now();
+    for (i, op) in ops.into_iter().enumerate() {
+        if paced {
+            let due = start + Duration::from_secs_f64(i as f64 * interval);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+        }
+        submitted[i].store((Instant::now() - t0).as_nanos() as u64, Ordering::Relaxed);
+        handle.submit_wait(op);
+    }
+    let submit_done = start.elapsed();
+    handle.shutdown();
+    wthread.join().expect("writer thread");
+    drop(handle);
+    let (mut lat, mut batches, mut apply, mut commit, failed, last) = collector.join().expect("collector");
+    let elapsed = (last - start).as_secs_f64();
+    let stored = lat.len();
+    let per_s = stored as f64 / elapsed;
+
+    println!(
+        "run {run_no}: {} {stored}/{total} stored ({failed} failed) in {elapsed:.2} s = {per_s:.0} msg/s (submitting took {:.2} s)",
+        target.backend(),
+        submit_done.as_secs_f64()
+    );
+    let nb = batches.len();
+    let mean_batch = batches.iter().sum::<u64>() as f64 / nb.max(1) as f64;
+    batches.sort_unstable();
+    println!(
+        "  batches: {nb}, ops per batch mean {mean_batch:.1} p50 {} p99 {} max {}",
+        pct(&batches, 0.5),
+        pct(&batches, 0.99),
+        batches.last().copied().unwrap_or(0)
+    );
+    println!("  {}", summary("apply per batch", &mut apply));
+    println!("  {}", summary("commit per batch", &mut commit));
+    println!("  {}", summary("latency submit->commit seen", &mut lat));
+    if let Some(u) = &o.pg {
+        cleanup_pg(u, &prefix);
+    }
+    per_s
+}
+
+fn cleanup_pg(url: &str, prefix: &str) {
+    let Ok(mut c) = DbTarget::Postgres(url.into()).connect() else {
+        return;
+    };
+    let like = format!("room:{prefix}%");
+    let sql = format!(
+        "DELETE FROM messages WHERE channel LIKE '{like}'; DELETE FROM channels WHERE name LIKE '{like}'; \
+         DELETE FROM memberships WHERE channel LIKE '{like}'; DELETE FROM rooms WHERE name LIKE '{prefix}%';"
+    );
+    if let Err(e) = c.batch_execute(&sql) {
+        eprintln!("cleanup failed: {e}");
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is understood.
+    let o = Opts::from_env();
+    let mode = if o.rate > 0.0 {
+        format!("paced {} msg/s for {} s", o.rate, o.secs)
+    } else {
+        format!("flat out, {} messages", o.n)
+    };
+    println!(
+        "writer bench: {mode}; {} rooms, {} users, {} B data, {}% with client_id, room check {}, batch max {}, queue {}",
+        o.rooms, o.users, o.data, o.cid_pct, o.check_room, o.batch_max, o.queue
+    );
+    if o.pg.is_none() {
+        fsync_probe(&o.dir, o.fsync);
+    }
+    let rates: Vec<f64> = (1..=o.runs).map(|r| run(&o, r)).collect();
+    if rates.len() > 1 {
+        let min = rates.iter().cloned().fold(f64::MAX, f64::min);
+        let max = rates.iter().cloned().fold(0.0, f64::max);
+        println!("msg/s over {} runs: min {min:.0} max {max:.0}", rates.len());
+    }
+}
