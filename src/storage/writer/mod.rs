@@ -8,11 +8,12 @@
 //! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
 
 mod apply;
+mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{mpsc, Arc},
     thread,
     time::{Duration, Instant},
@@ -208,7 +209,7 @@ pub fn start(conn: Conn, queue: WriterQueue, sink: Box<dyn CommitSink>, batch_ma
         conn,
         sink,
         batch_max: batch_max.max(1),
-        members: MemberCache::default(),
+        known: Known::default(),
     };
     thread::Builder::new()
         .name("chat-writer".into())
@@ -245,6 +246,9 @@ type MemberKey = (Arc<str>, Arc<str>);
 /// Most memberships the writer remembers as stored.
 const MEMBER_CACHE_MAX: usize = 100_000;
 
+/// Most rooms the writer remembers as stored.
+const ROOM_CACHE_MAX: usize = 100_000;
+
 /// (channel, user) pairs known to be stored in `memberships`. They are never deleted,
 /// so the cache stays true with several nodes. Bounded by [`MEMBER_CACHE_MAX`];
 /// overflow policy: the cache is emptied (a miss costs one query, and the working set
@@ -257,7 +261,7 @@ impl MemberCache {
         self.0.contains(key)
     }
 
-    fn extend(&mut self, keys: Vec<MemberKey>) {
+    fn extend(&mut self, keys: impl ExactSizeIterator<Item = MemberKey>) {
         if self.0.len() + keys.len() > MEMBER_CACHE_MAX {
             self.0.clear();
         }
@@ -265,11 +269,45 @@ impl MemberCache {
     }
 }
 
+/// Rooms known to be stored (by channel name), with their `private` flag. Room rows
+/// are never updated or deleted, so the cache stays true with several nodes and
+/// writers on other connections. Bounded by [`ROOM_CACHE_MAX`]; overflow policy: the
+/// cache is emptied (a miss costs one query).
+#[derive(Default)]
+struct RoomCache(HashMap<Arc<str>, bool>);
+
+impl RoomCache {
+    fn get(&self, channel: &Arc<str>) -> Option<bool> {
+        self.0.get(channel).copied()
+    }
+
+    fn extend(&mut self, rooms: impl ExactSizeIterator<Item = (Arc<str>, bool)>) {
+        if self.0.len() + rooms.len() > ROOM_CACHE_MAX {
+            self.0.clear();
+        }
+        self.0.extend(rooms);
+    }
+}
+
+/// What the writer knows to be stored (from committed batches only).
+#[derive(Default)]
+struct Known {
+    members: MemberCache,
+    rooms: RoomCache,
+}
+
+/// What one batch stored or found; added to [`Known`] once the batch committed.
+#[derive(Default)]
+struct Learned {
+    members: HashSet<MemberKey>,
+    rooms: HashMap<Arc<str>, bool>,
+}
+
 struct Writer {
     conn: Conn,
     sink: Box<dyn CommitSink>,
     batch_max: usize,
-    members: MemberCache,
+    known: Known,
 }
 
 /// Attempts of a batch that failed on a conflict with another node (unique
@@ -291,11 +329,11 @@ impl Writer {
         let mut attempt = 0;
         let (result, apply_time, total) = loop {
             attempt += 1;
-            let members = &self.members;
+            let known = &self.known;
             let start = Instant::now();
             let mut applied = start;
             let r = self.conn.transaction(|c| {
-                let r = apply(c, &batch, members);
+                let r = apply(c, &batch, known);
                 applied = Instant::now();
                 r
             });
@@ -314,7 +352,7 @@ impl Writer {
             commit: total.saturating_sub(apply_time),
             ok: result.is_ok(),
         });
-        let (effects, new_members) = match result {
+        let (effects, learned) = match result {
             Ok(r) => r,
             Err(e) => {
                 log::error!("write batch of {n} failed, nothing stored: {e}");
@@ -324,7 +362,8 @@ impl Writer {
                 return;
             }
         };
-        self.members.extend(new_members);
+        self.known.members.extend(learned.members.into_iter());
+        self.known.rooms.extend(learned.rooms.into_iter());
         let mut commits = Vec::new();
         for (op, effect) in batch.into_iter().zip(effects) {
             match (op, effect) {

@@ -110,9 +110,9 @@ fn commits_go_to_the_sink_and_duplicates_are_answered_by_the_writer() {
 fn member_cache_is_bounded() {
     let mut c = MemberCache::default();
     let key = |i: usize| -> MemberKey { ("room:a".into(), i.to_string().into()) };
-    c.extend((0..MEMBER_CACHE_MAX).map(key).collect());
+    c.extend((0..MEMBER_CACHE_MAX).map(key));
     assert!(c.contains(&key(0)));
-    c.extend(vec![key(MEMBER_CACHE_MAX)]);
+    c.extend(std::iter::once(key(MEMBER_CACHE_MAX)));
     assert!(!c.contains(&key(0)), "emptied when full");
     assert!(c.contains(&key(MEMBER_CACHE_MAX)));
 }
