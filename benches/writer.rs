@@ -110,7 +110,8 @@ impl Opts {
 
 /// What the writer thread reports: commits and batch stats, stamped when seen.
 enum Seen {
-    Batch(BatchStats),
+    /// A batch's stats and the writer thread's CPU time after it.
+    Batch(BatchStats, Duration),
     Commits(Instant, Vec<Commit>),
 }
 
@@ -125,8 +126,29 @@ impl CommitSink for Sink {
     }
 
     fn batch_done(&mut self, stats: &BatchStats) {
-        let _ = self.0.send(Seen::Batch(*stats));
+        let _ = self
+            .0
+            .send(Seen::Batch(*stats, cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)));
     }
+}
+
+/// Bytes this process wrote through write calls so far (`wchar`; 0 where unknown).
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("wchar:").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// CPU time of this thread or process.
+fn cpu_time(clock: libc::clockid_t) -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Message `i`'s data: `{"i":<i>,"p":"xxx…"}`, `size` bytes long (at least).
@@ -261,9 +283,15 @@ fn run(o: &Opts, run_no: usize) -> f64 {
             let mut commit = Vec::new();
             let mut failed = 0usize;
             let mut last = t0;
+            // Writer CPU time from the end of the first batch to the end of the last.
+            let mut cpu: Option<(Duration, Duration, usize)> = None;
             while let Ok(seen) = rx.recv() {
                 match seen {
-                    Seen::Batch(s) => {
+                    Seen::Batch(s, at) => {
+                        cpu = Some(match cpu {
+                            None => (at, at, 0),
+                            Some((first, _, ops)) => (first, at, ops + s.ops),
+                        });
                         batches.push(s.ops as u64);
                         apply.push(s.apply.as_nanos() as u64);
                         commit.push(s.commit.as_nanos() as u64);
@@ -283,13 +311,15 @@ fn run(o: &Opts, run_no: usize) -> f64 {
                     }
                 }
             }
-            (lat, batches, apply, commit, failed, last)
+            (lat, batches, apply, commit, failed, last, cpu)
         })
     };
 
     let paced = o.rate > 0.0;
     let interval = if paced { 1.0 / o.rate } else { 0.0 };
     let start = Instant::now();
+    let cpu_start = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID);
+    let written_start = bytes_written();
     for (i, op) in ops.into_iter().enumerate() {
         if paced {
             let due = start + Duration::from_secs_f64(i as f64 * interval);
@@ -305,7 +335,9 @@ fn run(o: &Opts, run_no: usize) -> f64 {
     handle.shutdown();
     wthread.join().expect("writer thread");
     drop(handle);
-    let (mut lat, mut batches, mut apply, mut commit, failed, last) = collector.join().expect("collector");
+    let (mut lat, mut batches, mut apply, mut commit, failed, last, cpu) = collector.join().expect("collector");
+    let process_cpu = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
+    let written = bytes_written() - written_start;
     let elapsed = (last - start).as_secs_f64();
     let stored = lat.len();
     let per_s = stored as f64 / elapsed;
@@ -324,6 +356,19 @@ fn run(o: &Opts, run_no: usize) -> f64 {
         pct(&batches, 0.99),
         batches.last().copied().unwrap_or(0)
     );
+    if let Some((first, last, ops)) = cpu {
+        println!(
+            "  CPU per stored message: writer thread {:.2} us, whole process {:.2} us (submitting and measuring included)",
+            (last - first).as_secs_f64() * 1e6 / ops.max(1) as f64,
+            process_cpu.as_secs_f64() * 1e6 / stored.max(1) as f64
+        );
+    }
+    if o.pg.is_none() {
+        println!(
+            "  written per stored message: {:.0} B (WAL, checkpoints, temp files)",
+            written as f64 / stored.max(1) as f64
+        );
+    }
     println!("  {}", summary("apply per batch", &mut apply));
     println!("  {}", summary("commit per batch", &mut commit));
     println!("  {}", summary("latency submit->commit seen", &mut lat));
