@@ -8,6 +8,7 @@
 //! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
 
 mod apply;
+mod checkpoint;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -22,7 +23,10 @@ use std::{
 use diesel::Connection;
 use serde_json::value::RawValue;
 
-use self::apply::{apply, Effect};
+use self::{
+    apply::{apply, Effect},
+    checkpoint::Checkpointer,
+};
 use super::Conn;
 use crate::{
     auth::Identity,
@@ -203,9 +207,15 @@ impl WriterHandle {
 /// Starts the writer thread on `queue`. It ends (after draining its queue) on
 /// [`WriterHandle::shutdown`] or when every handle is dropped; join the returned
 /// handle to wait for that.
-pub fn start(conn: Conn, queue: WriterQueue, sink: Box<dyn CommitSink>, batch_max: usize) -> thread::JoinHandle<()> {
+pub fn start(
+    mut conn: Conn,
+    queue: WriterQueue,
+    sink: Box<dyn CommitSink>,
+    batch_max: usize,
+) -> thread::JoinHandle<()> {
     let rx = queue.0;
     let mut w = Writer {
+        checkpointer: Checkpointer::start(&mut conn),
         conn,
         sink,
         batch_max: batch_max.max(1),
@@ -305,6 +315,8 @@ struct Learned {
 
 struct Writer {
     conn: Conn,
+    /// Takes WAL checkpoints off this thread (SQLite).
+    checkpointer: Option<Checkpointer>,
     sink: Box<dyn CommitSink>,
     batch_max: usize,
     known: Known,
@@ -362,6 +374,9 @@ impl Writer {
                 return;
             }
         };
+        if let Some(cp) = &self.checkpointer {
+            cp.nudge();
+        }
         self.known.members.extend(learned.members.into_iter());
         self.known.rooms.extend(learned.rooms.into_iter());
         let mut commits = Vec::new();
