@@ -274,9 +274,16 @@ fn run(o: &Opts, run_no: usize) -> f64 {
         o.batch_max,
     );
 
+    let wal = match &target {
+        DbTarget::Sqlite(p) => Some(format!("{p}-wal")),
+        DbTarget::Postgres(_) => None,
+    };
     let collector = {
         let submitted = submitted.clone();
         thread::spawn(move || {
+            // Largest WAL file seen (sampled every 100 ms).
+            let mut wal_max = 0u64;
+            let mut wal_seen = t0;
             let mut lat = Vec::with_capacity(total);
             let mut batches = Vec::new();
             let mut apply = Vec::new();
@@ -308,10 +315,14 @@ fn run(o: &Opts, run_no: usize) -> f64 {
                             }
                         }
                         last = at;
+                        if let Some(w) = wal.as_deref().filter(|_| at - wal_seen > Duration::from_millis(100)) {
+                            wal_seen = at;
+                            wal_max = wal_max.max(std::fs::metadata(w).map(|m| m.len()).unwrap_or(0));
+                        }
                     }
                 }
             }
-            (lat, batches, apply, commit, failed, last, cpu)
+            (lat, batches, apply, commit, failed, last, cpu, wal_max)
         })
     };
 
@@ -335,7 +346,8 @@ fn run(o: &Opts, run_no: usize) -> f64 {
     handle.shutdown();
     wthread.join().expect("writer thread");
     drop(handle);
-    let (mut lat, mut batches, mut apply, mut commit, failed, last, cpu) = collector.join().expect("collector");
+    let (mut lat, mut batches, mut apply, mut commit, failed, last, cpu, wal_max) =
+        collector.join().expect("collector");
     let process_cpu = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
     let written = bytes_written() - written_start;
     let elapsed = (last - start).as_secs_f64();
@@ -363,10 +375,13 @@ fn run(o: &Opts, run_no: usize) -> f64 {
             process_cpu.as_secs_f64() * 1e6 / stored.max(1) as f64
         );
     }
-    if o.pg.is_none() {
+    if let DbTarget::Sqlite(path) = &target {
+        let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
         println!(
-            "  written per stored message: {:.0} B (WAL, checkpoints, temp files)",
-            written as f64 / stored.max(1) as f64
+            "  written per stored message: {:.0} B (WAL, checkpoints, temp files); database {:.1} MB, largest WAL {:.1} MB",
+            written as f64 / stored.max(1) as f64,
+            size(path),
+            wal_max as f64 / 1e6
         );
     }
     println!("  {}", summary("apply per batch", &mut apply));
