@@ -5,7 +5,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use diesel::prelude::*;
 
-use super::{sql, AppendReq, Known, Learned, MemberKey, WriteOp};
+use super::{
+    counters::{self, Top},
+    sql, AppendReq, Known, Learned, MemberKey, WriteOp,
+};
 use crate::{
     auth::{Identity, Role},
     channels::{Channel, Storage},
@@ -36,8 +39,8 @@ type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
 
 /// State of one transaction while its operations are applied.
 struct Txn<'a> {
-    /// Locked seq counters: channel → top seq.
-    tops: HashMap<Arc<str>, i64>,
+    /// Locked seq counters by channel.
+    tops: HashMap<Arc<str>, Top>,
     /// Messages with a `client_id` stored earlier in this batch.
     dedupe: HashMap<DedupeKey, (i64, i64)>,
     /// What was known to be stored before the batch.
@@ -62,7 +65,7 @@ impl Txn<'_> {
 /// Applies a batch inside one transaction; returns one effect per op and what the
 /// batch learned about stored rooms and memberships.
 pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::QueryResult<(Vec<Effect>, Learned)> {
-    // Lock every channel that gets messages, in name order (no deadlocks between nodes).
+    // Lock every channel that gets messages.
     let mut chans: Vec<&Arc<str>> = batch
         .iter()
         .filter_map(|op| match op {
@@ -73,14 +76,11 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
     chans.sort();
     chans.dedup();
     let mut t = Txn {
-        tops: HashMap::with_capacity(chans.len()),
+        tops: counters::lock(c, &chans)?,
         dedupe: HashMap::new(),
         known,
         learned: Learned::default(),
     };
-    for ch in chans {
-        t.tops.insert(ch.clone(), lock_top(c, ch)?);
-    }
     let mut effects = Vec::with_capacity(batch.len());
     for op in batch {
         effects.push(match op {
@@ -132,9 +132,7 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
             WriteOp::Stop => Effect::Done,
         });
     }
-    for (ch, seq) in &t.tops {
-        sql::set_channel_top(c, ch, *seq)?;
-    }
+    counters::store(c, &t.tops)?;
     Ok((effects, t.learned))
 }
 
@@ -191,8 +189,8 @@ fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Eff
         }
     }
     let top = t.tops.get_mut(ch).expect("locked at the start of the batch");
-    *top += 1;
-    let seq = *top;
+    top.now += 1;
+    let seq = top.now;
     let ts = now_ms();
     sql::insert_message(
         c,
@@ -302,20 +300,6 @@ fn last_value(c: &mut Conn, ch: &Channel, msg: &Message, track: Option<(f64, f64
             .execute(c)?;
     }
     Ok(())
-}
-
-/// Locks the seq counter of `channel` for this transaction (creating it) and returns
-/// its top seq. Other nodes' writers wait on the lock, so seqs stay gap-free and
-/// unique across nodes.
-fn lock_top(c: &mut Conn, channel: &str) -> diesel::QueryResult<i64> {
-    if !sql::touch_channel(c, channel)? {
-        let epoch = hex::encode(rand::random::<[u8; 4]>());
-        if !sql::create_channel(c, channel, &epoch)? {
-            // Another node created it meanwhile: lock its row.
-            sql::touch_channel(c, channel)?;
-        }
-    }
-    sql::channel_top(c, channel)
 }
 
 /// Finds message `seq` and checks that `who` may change it (author; admins may delete).

@@ -9,6 +9,7 @@
 
 mod apply;
 mod checkpoint;
+mod counters;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use diesel::Connection;
 use serde_json::value::RawValue;
 
 use self::{
@@ -344,7 +344,7 @@ impl Writer {
             let known = &self.known;
             let start = Instant::now();
             let mut applied = start;
-            let r = self.conn.transaction(|c| {
+            let r = counters::transaction(&mut self.conn, |c| {
                 let r = apply(c, &batch, known);
                 applied = Instant::now();
                 r

@@ -67,14 +67,6 @@ pub(super) fn find_client_id(
         .optional())
 }
 
-/// Takes the write lock on `channel`'s counter row; false when there is no row.
-pub(super) fn touch_channel(c: &mut Conn, channel: &str) -> QueryResult<bool> {
-    native!(c, |c| diesel::update(channels::table.find(channel))
-        .set(channels::seq.eq(channels::seq))
-        .execute(c))
-    .map(|n| n > 0)
-}
-
 /// Creates `channel`'s counter row; false when it exists already.
 pub(super) fn create_channel(c: &mut Conn, channel: &str, epoch: &str) -> QueryResult<bool> {
     native!(c, |c| diesel::insert_into(channels::table)
@@ -86,17 +78,6 @@ pub(super) fn create_channel(c: &mut Conn, channel: &str, epoch: &str) -> QueryR
         .on_conflict_do_nothing()
         .execute(c))
     .map(|n| n > 0)
-}
-
-pub(super) fn channel_top(c: &mut Conn, channel: &str) -> QueryResult<i64> {
-    native!(c, |c| channels::table.find(channel).select(channels::seq).get_result(c))
-}
-
-pub(super) fn set_channel_top(c: &mut Conn, channel: &str, seq: i64) -> QueryResult<()> {
-    native!(c, |c| diesel::update(channels::table.find(channel))
-        .set(channels::seq.eq(seq))
-        .execute(c))?;
-    Ok(())
 }
 
 /// Whether room `name` is private; `None` when it does not exist.
