@@ -34,7 +34,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// WAL size (pages) past which the writer's own connection checkpoints (SQLite's
 /// default is 1000): the WAL stays below about this size (40 MB with 4 KiB pages)
 /// unless readers hold on to old snapshots.
-const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+pub(super) const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// The checkpoint thread of one writer; stops when dropped (after its current
 /// checkpoint).
