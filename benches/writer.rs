@@ -19,6 +19,8 @@
 //!   configuration: WAL, synchronous=FULL); `DATABASE_URL=postgres://...` uses
 //!   PostgreSQL instead (rooms get a fresh random prefix; their rows are deleted after);
 //! * `WB_FSYNC` [200] 4 KiB write + fdatasync probes in the database's directory;
+//! * `WB_WARM` [0] messages stored (in the same rooms, unmeasured) before the run:
+//!   a larger table and indexes;
 //! * `WB_RUNS` [1] repetitions (fresh database each).
 
 use std::{
@@ -73,6 +75,7 @@ struct Opts {
     pg: Option<String>,
     fsync: usize,
     runs: usize,
+    warm: usize,
 }
 
 impl Opts {
@@ -96,6 +99,7 @@ impl Opts {
             pg,
             fsync: var("WB_FSYNC", 200),
             runs: var("WB_RUNS", 1).max(1),
+            warm: var("WB_WARM", 0),
         }
     }
 
@@ -166,7 +170,8 @@ fn index_of(data: &RawValue) -> usize {
     rest[..rest.find(',').expect("an index")].parse().expect("an index")
 }
 
-fn build_ops(o: &Opts, prefix: &str) -> Vec<WriteOp> {
+/// Messages `range` (their index `i` is in their data) with client ids `<prefix><tag><i>`.
+fn build_ops(o: &Opts, prefix: &str, range: std::ops::Range<usize>, tag: &str) -> Vec<WriteOp> {
     let rooms: Vec<Channel> = (0..o.rooms)
         .map(|r| Channel::parse(&format!("room:{prefix}{r}")).expect("room name"))
         .collect();
@@ -177,7 +182,7 @@ fn build_ops(o: &Opts, prefix: &str) -> Vec<WriteOp> {
             anonymous: false,
         })
         .collect();
-    (0..o.messages())
+    range
         .map(|i| {
             let with_cid = (i * 7919) % 100 < o.cid_pct;
             WriteOp::Append(AppendReq {
@@ -185,7 +190,7 @@ fn build_ops(o: &Opts, prefix: &str) -> Vec<WriteOp> {
                 who: users[(i / o.rooms) % o.users].clone(),
                 check_room: o.check_room,
                 data: data(i, o.data),
-                client_id: with_cid.then(|| format!("{prefix}c{i}").into()),
+                client_id: with_cid.then(|| format!("{prefix}{tag}{i}").into()),
                 ack: Ack::None,
             })
         })
@@ -248,6 +253,36 @@ fn fsync_probe(dir: &Path, n: usize) {
     );
 }
 
+/// Drops what the writer reports.
+struct Discard;
+
+impl CommitSink for Discard {
+    fn committed(&mut self, _: Vec<Commit>) {}
+}
+
+/// Stores `WB_WARM` messages in the same rooms before the measured run.
+fn warm_up(o: &Opts, target: &DbTarget, prefix: &str) {
+    let t = Instant::now();
+    let ops = build_ops(o, prefix, 0..o.warm, "w");
+    let (handle, queue) = writer::queue(o.queue);
+    let w = writer::start(
+        target.connect().expect("connect"),
+        queue,
+        Box::new(Discard),
+        o.batch_max,
+    );
+    for op in ops {
+        handle.submit_wait(op);
+    }
+    handle.shutdown();
+    w.join().expect("writer thread");
+    println!(
+        "  warm-up: {} messages stored in {:.1} s",
+        o.warm,
+        t.elapsed().as_secs_f64()
+    );
+}
+
 /// One run on a fresh database; returns stored messages per second.
 fn run(o: &Opts, run_no: usize) -> f64 {
     let prefix = format!("wb{:08x}-", rand::random::<u32>());
@@ -260,7 +295,10 @@ fn run(o: &Opts, run_no: usize) -> f64 {
         None => DbTarget::Sqlite(tmp.path().join("chat.db").to_string_lossy().into_owned()),
     };
     Db::open(&target, 1).expect("open database");
-    let ops = build_ops(o, &prefix);
+    if o.warm > 0 {
+        warm_up(o, &target, &prefix);
+    }
+    let ops = build_ops(o, &prefix, 0..o.messages(), "c");
     let total = ops.len();
     let submitted: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
 
@@ -416,8 +454,8 @@ fn main() {
         format!("flat out, {} messages", o.n)
     };
     println!(
-        "writer bench: {mode}; {} rooms, {} users, {} B data, {}% with client_id, room check {}, batch max {}, queue {}",
-        o.rooms, o.users, o.data, o.cid_pct, o.check_room, o.batch_max, o.queue
+        "writer bench: {mode}; {} rooms, {} users, {} B data, {}% with client_id, room check {}, batch max {}, queue {}, warm-up {}",
+        o.rooms, o.users, o.data, o.cid_pct, o.check_room, o.batch_max, o.queue, o.warm
     );
     if o.pg.is_none() {
         fsync_probe(&o.dir, o.fsync);
