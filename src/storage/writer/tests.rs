@@ -257,3 +257,41 @@ fn the_writer_connection_still_checkpoints_past_a_larger_wal() {
     cp.nudge();
     drop(cp);
 }
+
+#[test]
+fn the_dedupe_lookup_uses_the_client_id_index_which_leaves_out_messages_without_one() {
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbTarget::resolve(None, dir.path()).unwrap();
+    Db::open(&target, 1).unwrap();
+    let Conn::Sqlite(mut c) = target.connect().unwrap() else {
+        panic!("sqlite")
+    };
+    use diesel::RunQueryDsl;
+    let plan: Vec<Plan> = diesel::sql_query(
+        "EXPLAIN QUERY PLAN SELECT seq, ts FROM messages WHERE channel = ? AND sender_id = ? AND client_id = ?",
+    )
+    .bind::<diesel::sql_types::Text, _>("room:a")
+    .bind::<diesel::sql_types::Text, _>("1")
+    .bind::<diesel::sql_types::Text, _>("c")
+    .load(&mut c)
+    .unwrap();
+    assert!(
+        plan.iter().any(|p| p.detail.contains("INDEX messages_client_id")),
+        "{:?}",
+        plan.iter().map(|p| &p.detail).collect::<Vec<_>>()
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Sql {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sql: String,
+    }
+    let index: Sql = diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'messages_client_id'")
+        .get_result(&mut c)
+        .unwrap();
+    assert!(index.sql.contains("WHERE client_id IS NOT NULL"), "{}", index.sql);
+}
