@@ -17,7 +17,7 @@
 //!   and queue length;
 //! * `WB_DIR` [the system temp dir] where the temporary SQLite database goes (its real
 //!   configuration: WAL, synchronous=FULL); `DATABASE_URL=postgres://...` uses
-//!   PostgreSQL instead (rooms get a fresh random prefix; their rows are deleted after);
+//!   PostgreSQL instead (each run in a database of its own, created and dropped);
 //! * `WB_FSYNC` [200] 4 KiB write + fdatasync probes in the database's directory;
 //! * `WB_WARM` [0] messages stored (in the same rooms, unmeasured) before the run:
 //!   a larger table and indexes;
@@ -122,7 +122,7 @@ enum Seen {
 /// Forwards to the collector. Overflow policy of its bounded channel: the writer
 /// waits (as with the hub's mailboxes), which slows the writer only if the collector
 /// falls behind.
-struct Sink(mpsc::SyncSender<Seen>);
+struct Sink(mpsc::SyncSender<Seen>, Arc<AtomicU64>);
 
 impl CommitSink for Sink {
     fn committed(&mut self, commits: Vec<Commit>) {
@@ -130,10 +130,21 @@ impl CommitSink for Sink {
     }
 
     fn batch_done(&mut self, stats: &BatchStats) {
+        if self.1.load(Ordering::Relaxed) == 0 {
+            // SAFETY: gettid has no preconditions.
+            self.1.store(unsafe { libc::gettid() } as u64, Ordering::Relaxed);
+        }
         let _ = self
             .0
             .send(Seen::Batch(*stats, cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)));
     }
+}
+
+/// Time thread `tid` of this process spent waiting for a CPU so far, in ns
+/// (`/proc/.../schedstat`, field 2); `None` where unknown.
+fn run_delay(tid: u64) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Bytes this process wrote through write calls so far (`wchar`; 0 where unknown).
@@ -290,8 +301,9 @@ fn run(o: &Opts, run_no: usize) -> f64 {
         .prefix("writer-bench")
         .tempdir_in(&o.dir)
         .expect("temp dir");
-    let target = match &o.pg {
-        Some(u) => DbTarget::Postgres(u.clone()),
+    let scratch = o.pg.as_deref().map(ScratchPg::create);
+    let target = match &scratch {
+        Some(db) => DbTarget::Postgres(db.url.clone()),
         None => DbTarget::Sqlite(tmp.path().join("chat.db").to_string_lossy().into_owned()),
     };
     Db::open(&target, 1).expect("open database");
@@ -305,10 +317,12 @@ fn run(o: &Opts, run_no: usize) -> f64 {
     let (tx, rx) = mpsc::sync_channel::<Seen>(4096);
     let (handle, queue) = writer::queue(o.queue);
     let t0 = Instant::now();
+    let tid = Arc::new(AtomicU64::new(0));
+    let mut run_delay_start = None;
     let wthread = writer::start(
         target.connect().expect("connect"),
         queue,
-        Box::new(Sink(tx)),
+        Box::new(Sink(tx, tid.clone())),
         o.batch_max,
     );
 
@@ -323,6 +337,9 @@ fn run(o: &Opts, run_no: usize) -> f64 {
             let mut wal_max = 0u64;
             let mut wal_seen = t0;
             let mut lat = Vec::with_capacity(total);
+            // Latency minus its batch's statements and commit: the wait in the queue.
+            let mut wait = Vec::with_capacity(total);
+            let mut batch_time = 0u64;
             let mut batches = Vec::new();
             let mut apply = Vec::new();
             let mut commit = Vec::new();
@@ -338,6 +355,7 @@ fn run(o: &Opts, run_no: usize) -> f64 {
                             Some((first, _, ops)) => (first, at, ops + s.ops),
                         });
                         batches.push(s.ops as u64);
+                        batch_time = (s.apply + s.commit).as_nanos() as u64;
                         apply.push(s.apply.as_nanos() as u64);
                         commit.push(s.commit.as_nanos() as u64);
                         if !s.ok {
@@ -349,7 +367,9 @@ fn run(o: &Opts, run_no: usize) -> f64 {
                         for c in commits {
                             if let Commit::Message { msg, .. } = c {
                                 let i = index_of(&msg.data);
-                                lat.push(since.saturating_sub(submitted[i].load(Ordering::Relaxed)));
+                                let l = since.saturating_sub(submitted[i].load(Ordering::Relaxed));
+                                lat.push(l);
+                                wait.push(l.saturating_sub(batch_time));
                             }
                         }
                         last = at;
@@ -360,7 +380,7 @@ fn run(o: &Opts, run_no: usize) -> f64 {
                     }
                 }
             }
-            (lat, batches, apply, commit, failed, last, cpu, wal_max)
+            (lat, wait, batches, apply, commit, failed, last, cpu, wal_max)
         })
     };
 
@@ -379,12 +399,16 @@ fn run(o: &Opts, run_no: usize) -> f64 {
         }
         submitted[i].store((Instant::now() - t0).as_nanos() as u64, Ordering::Relaxed);
         handle.submit_wait(op);
+        if run_delay_start.is_none() && tid.load(Ordering::Relaxed) != 0 {
+            run_delay_start = run_delay(tid.load(Ordering::Relaxed));
+        }
     }
+    let run_delay_end = run_delay(tid.load(Ordering::Relaxed));
     let submit_done = start.elapsed();
     handle.shutdown();
     wthread.join().expect("writer thread");
     drop(handle);
-    let (mut lat, mut batches, mut apply, mut commit, failed, last, cpu, wal_max) =
+    let (mut lat, mut wait, mut batches, mut apply, mut commit, failed, last, cpu, wal_max) =
         collector.join().expect("collector");
     let process_cpu = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
     let written = bytes_written() - written_start;
@@ -425,23 +449,50 @@ fn run(o: &Opts, run_no: usize) -> f64 {
     println!("  {}", summary("apply per batch", &mut apply));
     println!("  {}", summary("commit per batch", &mut commit));
     println!("  {}", summary("latency submit->commit seen", &mut lat));
-    if let Some(u) = &o.pg {
-        cleanup_pg(u, &prefix);
+    println!("  {}", summary("  of which waiting in the queue", &mut wait));
+    if let (Some(a), Some(b)) = (run_delay_start, run_delay_end) {
+        println!(
+            "  writer thread waited {:.0} ms in total for a CPU (run queue, /proc schedstat)",
+            (b - a) as f64 / 1e6
+        );
     }
     per_s
 }
 
-fn cleanup_pg(url: &str, prefix: &str) {
-    let Ok(mut c) = DbTarget::Postgres(url.into()).connect() else {
-        return;
-    };
-    let like = format!("room:{prefix}%");
-    let sql = format!(
-        "DELETE FROM messages WHERE channel LIKE '{like}'; DELETE FROM channels WHERE name LIKE '{like}'; \
-         DELETE FROM memberships WHERE channel LIKE '{like}'; DELETE FROM rooms WHERE name LIKE '{prefix}%';"
-    );
-    if let Err(e) = c.batch_execute(&sql) {
-        eprintln!("cleanup failed: {e}");
+/// A PostgreSQL database of its own for one run, dropped after it.
+struct ScratchPg {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchPg {
+    fn create(base: &str) -> ScratchPg {
+        let name = format!("writer_bench_{:08x}", rand::random::<u32>());
+        let mut admin = DbTarget::Postgres(base.into())
+            .connect()
+            .expect("connect to DATABASE_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a scratch database");
+        // The database is the part of the URL after the last '/', before any '?'.
+        let (head, tail) = base.rsplit_once('/').expect("a URL with a database");
+        let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+        ScratchPg {
+            admin_url: base.into(),
+            url: format!("{head}/{name}{query}"),
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchPg {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = DbTarget::Postgres(self.admin_url.clone()).connect() {
+            if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+                eprintln!("could not drop {}: {e}", self.name);
+            }
+        }
     }
 }
 
