@@ -1,7 +1,9 @@
-//! The seq counters (`channels.seq`) of one batch: locked together at its start and
-//! written back together at its end, a few statements per batch whatever the number
-//! of channels (one `UPDATE` per channel was prepared anew each time: diesel caches
-//! no `UPDATE`).
+//! The seq counters (`channels.seq`) of one batch: locked at its start, written back at
+//! its end. Diesel prepares every `UPDATE` anew (it caches none), which cost more than
+//! the rest of a small batch: on SQLite each counter is read and written by a cached
+//! statement ([`SetSeq`] is an `UPDATE` diesel caches); on PostgreSQL, where every
+//! statement is a round trip, all counters of the batch are locked by one statement
+//! and written by another.
 //!
 //! The counter rows stay locked until the commit, so seqs are gap-free and unique
 //! across nodes: on PostgreSQL the rows are locked `FOR UPDATE` in name order (no
@@ -11,9 +13,12 @@
 use std::{collections::HashMap, sync::Arc};
 
 use diesel::{
+    backend::Backend,
     connection::{AnsiTransactionManager, TransactionManager},
     prelude::*,
-    sql_types::{Array, BigInt, Text},
+    query_builder::{AstPass, QueryFragment, QueryId},
+    serialize::ToSql,
+    sql_types::{Array, BigInt, HasSqlType, Text},
 };
 
 use super::sql;
@@ -55,20 +60,34 @@ pub(super) struct Top {
 pub(super) fn lock(c: &mut Conn, chans: &[&Arc<str>]) -> QueryResult<HashMap<Arc<str>, Top>> {
     let mut tops = HashMap::with_capacity(chans.len());
     for chunk in chans.chunks(CHUNK) {
-        let names: Vec<&str> = chunk.iter().map(|c| &***c).collect();
-        let found: Vec<(String, i64)> = match &mut *c {
-            Conn::Sqlite(c) => channels::table
-                .filter(channels::name.eq_any(&names))
-                .select((channels::name, channels::seq))
-                .load(c)?,
-            Conn::Postgres(c) => channels::table
-                .filter(channels::name.eq_any(&names))
-                .order(channels::name)
-                .select((channels::name, channels::seq))
-                .for_update()
-                .load(c)?,
+        let found: HashMap<String, i64> = match &mut *c {
+            // Under the write lock since BEGIN IMMEDIATE.
+            Conn::Sqlite(c) => {
+                let mut found = HashMap::with_capacity(chunk.len());
+                for ch in chunk {
+                    let seq: Option<i64> = channels::table
+                        .find(&***ch)
+                        .select(channels::seq)
+                        .get_result(c)
+                        .optional()?;
+                    if let Some(seq) = seq {
+                        found.insert(ch.to_string(), seq);
+                    }
+                }
+                found
+            }
+            Conn::Postgres(c) => {
+                let names: Vec<&str> = chunk.iter().map(|c| &***c).collect();
+                channels::table
+                    .filter(channels::name.eq_any(&names))
+                    .order(channels::name)
+                    .select((channels::name, channels::seq))
+                    .for_update()
+                    .load::<(String, i64)>(c)?
+                    .into_iter()
+                    .collect()
+            }
         };
-        let found: HashMap<&str, i64> = found.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         for ch in chunk {
             let seq = match found.get(&***ch) {
                 Some(seq) => *seq,
@@ -104,24 +123,14 @@ pub(super) fn store(c: &mut Conn, tops: &HashMap<Arc<str>, Top>) -> QueryResult<
         .filter(|(_, t)| t.now != t.start)
         .map(|(ch, t)| (&**ch, t.now))
         .collect();
-    for chunk in moved.chunks(CHUNK) {
-        match &mut *c {
-            Conn::Sqlite(c) => {
-                let mut sql = String::from("UPDATE channels SET seq = CASE name");
-                sql.push_str(&" WHEN ? THEN ?".repeat(chunk.len()));
-                sql.push_str(" END WHERE name IN (?");
-                sql.push_str(&", ?".repeat(chunk.len() - 1));
-                sql.push(')');
-                let mut q = diesel::sql_query(sql).into_boxed();
-                for (name, seq) in chunk {
-                    q = q.bind::<Text, _>(*name).bind::<BigInt, _>(*seq);
-                }
-                for (name, _) in chunk {
-                    q = q.bind::<Text, _>(*name);
-                }
-                q.execute(c)?;
+    match c {
+        Conn::Sqlite(c) => {
+            for (name, seq) in moved {
+                SetSeq { name, seq }.execute(c)?;
             }
-            Conn::Postgres(c) => {
+        }
+        Conn::Postgres(c) => {
+            for chunk in moved.chunks(CHUNK) {
                 let (names, seqs): (Vec<&str>, Vec<i64>) = chunk.iter().copied().unzip();
                 diesel::sql_query(
                     "UPDATE channels SET seq = v.seq FROM unnest($1::text[], $2::int8[]) AS v(name, seq) \
@@ -135,3 +144,31 @@ pub(super) fn store(c: &mut Conn, tops: &HashMap<Arc<str>, Top>) -> QueryResult<
     }
     Ok(())
 }
+
+/// `UPDATE channels SET seq = ? WHERE name = ?`, as a statement diesel caches.
+struct SetSeq<'a> {
+    name: &'a str,
+    seq: i64,
+}
+
+impl QueryId for SetSeq<'_> {
+    type QueryId = SetSeq<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> QueryFragment<DB> for SetSeq<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
+    str: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE channels SET seq = ");
+        out.push_bind_param::<BigInt, _>(&self.seq)?;
+        out.push_sql(" WHERE name = ");
+        out.push_bind_param::<Text, _>(self.name)?;
+        Ok(())
+    }
+}
+
+impl<C> RunQueryDsl<C> for SetSeq<'_> {}
