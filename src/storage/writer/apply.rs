@@ -7,7 +7,8 @@ use diesel::prelude::*;
 
 use super::{
     counters::{self, Top},
-    sql, AppendReq, Known, Learned, MemberKey, WriteOp,
+    sql::{self, ClientIdKey},
+    AppendReq, Known, Learned, MemberKey, WriteOp,
 };
 use crate::{
     auth::{Identity, Role},
@@ -34,15 +35,15 @@ pub(super) enum Effect {
     Done,
 }
 
-/// (channel, sender, client_id) of a message stored in the current batch.
-type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
-
 /// State of one transaction while its operations are applied.
 struct Txn<'a> {
+    /// Messages to insert (together) before any other op.
+    pending: Vec<sql::NewMessage>,
     /// Locked seq counters by channel.
     tops: HashMap<Arc<str>, Top>,
-    /// Messages with a `client_id` stored earlier in this batch.
-    dedupe: HashMap<DedupeKey, (i64, i64)>,
+    /// (seq, ts) of the messages with a `client_id` of this batch that are stored:
+    /// before the batch, or earlier in it.
+    dedupe: HashMap<ClientIdKey, (i64, i64)>,
     /// What was known to be stored before the batch.
     known: &'a Known,
     /// What this batch stored or found (known once it committed).
@@ -50,6 +51,13 @@ struct Txn<'a> {
 }
 
 impl Txn<'_> {
+    /// Inserts the pending messages.
+    fn flush(&mut self, c: &mut Conn) -> diesel::QueryResult<()> {
+        sql::insert_messages(c, &self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+
     fn is_member(&self, key: &MemberKey) -> bool {
         self.known.members.contains(key) || self.learned.members.contains(key)
     }
@@ -75,14 +83,35 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
         .collect();
     chans.sort();
     chans.dedup();
+    let tops = counters::lock(c, &chans)?;
+    // With the channels locked, no other writer can store one of these meanwhile.
+    let mut keys: Vec<ClientIdKey> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Append(AppendReq {
+                channel,
+                who,
+                client_id: Some(cid),
+                ..
+            }) => Some((channel.full.clone(), who.user.id.clone(), cid.clone())),
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
     let mut t = Txn {
-        tops: counters::lock(c, &chans)?,
-        dedupe: HashMap::new(),
+        pending: Vec::with_capacity(batch.len()),
+        tops,
+        dedupe: sql::find_client_ids(c, &keys)?,
         known,
         learned: Learned::default(),
     };
     let mut effects = Vec::with_capacity(batch.len());
     for op in batch {
+        // Messages are inserted in runs; any other op sees the ones before it.
+        if !matches!(op, WriteOp::Append(_)) && !t.pending.is_empty() {
+            t.flush(c)?;
+        }
         effects.push(match op {
             WriteOp::Append(req) => append(c, &mut t, req)?,
             WriteOp::Edit {
@@ -132,6 +161,7 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
             WriteOp::Stop => Effect::Done,
         });
     }
+    t.flush(c)?;
     counters::store(c, &t.tops)?;
     Ok((effects, t.learned))
 }
@@ -178,34 +208,28 @@ fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Eff
     }
     let ch = &req.channel.full;
     let sender = &req.who.user;
-    if let Some(cid) = &req.client_id {
-        let key = (ch.clone(), sender.id.clone(), cid.clone());
-        let found = match t.dedupe.get(&key) {
-            Some(v) => Some(*v),
-            None => sql::find_client_id(c, ch, &sender.id, cid)?,
-        };
-        if let Some((seq, ts)) = found {
-            return Ok(Effect::Duplicate { seq, ts });
-        }
+    let key = req
+        .client_id
+        .as_ref()
+        .map(|cid| (ch.clone(), sender.id.clone(), cid.clone()));
+    if let Some(&(seq, ts)) = key.as_ref().and_then(|k| t.dedupe.get(k)) {
+        return Ok(Effect::Duplicate { seq, ts });
     }
     let top = t.tops.get_mut(ch).expect("locked at the start of the batch");
     top.now += 1;
     let seq = top.now;
     let ts = now_ms();
-    sql::insert_message(
-        c,
-        &sql::NewMessage {
-            channel: ch,
-            seq,
-            ts,
-            sender_id: &sender.id,
-            sender_name: &sender.name,
-            client_id: req.client_id.as_deref(),
-            data: req.data.get(),
-        },
-    )?;
-    if let Some(cid) = &req.client_id {
-        t.dedupe.insert((ch.clone(), sender.id.clone(), cid.clone()), (seq, ts));
+    t.pending.push(sql::NewMessage {
+        channel: sql::SharedText(ch.clone()),
+        seq,
+        ts,
+        sender_id: sql::SharedText(sender.id.clone()),
+        sender_name: sql::SharedText(sender.name.clone()),
+        client_id: req.client_id.clone().map(sql::SharedText),
+        data: sql::JsonText(req.data.clone()),
+    });
+    if let Some(key) = key {
+        t.dedupe.insert(key, (seq, ts));
     }
     // Both ends of a DM belong to it from its first message on.
     if let Some((a, b)) = req.channel.dm_pair() {

@@ -10,7 +10,16 @@
 //! No statement here binds a `LIMIT` (as `.first()` does): SQLite re-prepares a
 //! statement whose `LIMIT` parameter was bound again. Lookups are by unique key.
 
-use diesel::prelude::*;
+use std::{collections::HashMap, sync::Arc};
+
+use diesel::{
+    backend::Backend,
+    expression::AsExpression,
+    prelude::*,
+    serialize::{self, Output, ToSql},
+    sql_types::{Array, BigInt, Text},
+};
+use serde_json::value::RawValue;
 
 use crate::storage::{schema::*, Conn};
 
@@ -24,47 +33,138 @@ macro_rules! native {
     };
 }
 
-/// One message row to insert.
-pub(super) struct NewMessage<'a> {
-    pub channel: &'a str,
-    pub seq: i64,
-    pub ts: i64,
-    pub sender_id: &'a str,
-    pub sender_name: &'a str,
-    pub client_id: Option<&'a str>,
-    pub data: &'a str,
+/// Text shared with the op it comes from: bound without a copy.
+#[derive(Debug, AsExpression)]
+#[diesel(sql_type = Text)]
+pub(super) struct SharedText(pub Arc<str>);
+
+impl<DB: Backend> ToSql<Text, DB> for SharedText
+where
+    str: ToSql<Text, DB>,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+        (*self.0).to_sql(out)
+    }
 }
 
-pub(super) fn insert_message(c: &mut Conn, m: &NewMessage) -> QueryResult<()> {
-    native!(c, |c| diesel::insert_into(messages::table)
-        .values((
-            messages::channel.eq(m.channel),
-            messages::seq.eq(m.seq),
-            messages::ts.eq(m.ts),
-            messages::sender_id.eq(m.sender_id),
-            messages::sender_name.eq(m.sender_name),
-            messages::client_id.eq(m.client_id),
-            messages::data.eq(m.data),
-            messages::deleted.eq(false),
-        ))
-        .execute(c))?;
+/// A JSON value stored as its text, bound without a copy.
+#[derive(Debug, AsExpression)]
+#[diesel(sql_type = Text)]
+pub(super) struct JsonText(pub Arc<RawValue>);
+
+impl<DB: Backend> ToSql<Text, DB> for JsonText
+where
+    str: ToSql<Text, DB>,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+        self.0.get().to_sql(out)
+    }
+}
+
+/// One message row to insert. It owns its values (shared, not copied): a multi-row
+/// insert is identified by the type of its rows, which must not borrow.
+#[derive(Insertable)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
+pub(super) struct NewMessage {
+    pub channel: SharedText,
+    pub seq: i64,
+    pub ts: i64,
+    pub sender_id: SharedText,
+    pub sender_name: SharedText,
+    pub client_id: Option<SharedText>,
+    pub data: JsonText,
+}
+
+/// Inserts `rows`. SQLite: one cached statement per row. A multi-row `INSERT` cost
+/// SQLite more than it saved (measured: writer CPU per message 11.7 -> 15.7 us): rows
+/// of a batch go to many places in the indexes, and a statement changing several
+/// rows keeps a statement journal of every page it touches. PostgreSQL: several rows
+/// per statement, each statement being a round trip; in chunks of fixed sizes, so
+/// that each size is one statement prepared once.
+pub(super) fn insert_messages(c: &mut Conn, mut rows: &[NewMessage]) -> QueryResult<()> {
+    match c {
+        Conn::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(messages::table).values(row).execute(c)?;
+            }
+        }
+        Conn::Postgres(c) => {
+            macro_rules! chunks_of {
+                ($n:literal) => {
+                    while let Some((head, rest)) = rows.split_first_chunk::<$n>() {
+                        diesel::insert_into(messages::table)
+                            .values(head)
+                            .execute(c)?;
+                        rows = rest;
+                    }
+                };
+            }
+            chunks_of!(64);
+            chunks_of!(16);
+            chunks_of!(4);
+            chunks_of!(1);
+        }
+    }
     Ok(())
 }
 
-/// (seq, ts) of the message `sender` stored in `channel` with `client_id`.
-pub(super) fn find_client_id(
-    c: &mut Conn,
-    channel: &str,
-    sender: &str,
-    client_id: &str,
-) -> QueryResult<Option<(i64, i64)>> {
-    native!(c, |c| messages::table
-        .filter(messages::channel.eq(channel))
-        .filter(messages::sender_id.eq(sender))
-        .filter(messages::client_id.eq(client_id))
-        .select((messages::seq, messages::ts))
-        .get_result(c)
-        .optional())
+/// (channel, sender id, client_id) of a message.
+pub(super) type ClientIdKey = (Arc<str>, Arc<str>, Arc<str>);
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Text)]
+    channel: String,
+    #[diesel(sql_type = Text)]
+    sender_id: String,
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = BigInt)]
+    ts: i64,
+}
+
+/// (seq, ts) of the stored messages among `keys`. SQLite: one cached lookup per key;
+/// PostgreSQL: one statement for all of them.
+pub(super) fn find_client_ids(c: &mut Conn, keys: &[ClientIdKey]) -> QueryResult<HashMap<ClientIdKey, (i64, i64)>> {
+    let mut found = HashMap::new();
+    match c {
+        Conn::Sqlite(c) => {
+            for key in keys {
+                let (ch, sender, cid) = key;
+                let row = messages::table
+                    .filter(messages::channel.eq(&**ch))
+                    .filter(messages::sender_id.eq(&**sender))
+                    .filter(messages::client_id.eq(&**cid))
+                    .select((messages::seq, messages::ts))
+                    .get_result::<(i64, i64)>(c)
+                    .optional()?;
+                if let Some(v) = row {
+                    found.insert(key.clone(), v);
+                }
+            }
+        }
+        Conn::Postgres(c) => {
+            for chunk in keys.chunks(1000) {
+                let rows: Vec<Found> = diesel::sql_query(
+                    "SELECT m.channel, m.sender_id, m.client_id, m.seq, m.ts FROM messages m \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(channel, sender_id, client_id) \
+                     ON m.channel = k.channel AND m.sender_id = k.sender_id AND m.client_id = k.client_id \
+                     WHERE m.client_id IS NOT NULL",
+                )
+                .bind::<Array<Text>, _>(chunk.iter().map(|k| &*k.0).collect::<Vec<&str>>())
+                .bind::<Array<Text>, _>(chunk.iter().map(|k| &*k.1).collect::<Vec<&str>>())
+                .bind::<Array<Text>, _>(chunk.iter().map(|k| &*k.2).collect::<Vec<&str>>())
+                .load(c)?;
+                for r in rows {
+                    let key = (r.channel.into(), r.sender_id.into(), r.client_id.into());
+                    found.insert(key, (r.seq, r.ts));
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Creates `channel`'s counter row; false when it exists already.
