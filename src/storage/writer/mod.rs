@@ -214,6 +214,7 @@ pub fn start(
     batch_max: usize,
 ) -> thread::JoinHandle<()> {
     let rx = queue.0;
+    sql::tune_writer_connection(&mut conn);
     let mut w = Writer {
         checkpointer: Checkpointer::start(&mut conn),
         conn,

@@ -14,6 +14,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use diesel::{
     backend::Backend,
+    connection::SimpleConnection,
     expression::AsExpression,
     prelude::*,
     serialize::{self, Output, ToSql},
@@ -31,6 +32,22 @@ macro_rules! native {
             Conn::Postgres($c) => $body,
         }
     };
+}
+
+/// Page cache of the writer's SQLite connection, KiB (SQLite's default: 2 MiB). A
+/// batch of thousands of messages dirties more pages than that: SQLite then spills
+/// them into the WAL mid-transaction and writes many of them again at the commit
+/// (benches/writer, 4096-op batches: 1.6 -> 1.36 KB written per message, writer CPU
+/// per message -5%).
+const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
+
+/// Settings of the writer's own connection.
+pub(super) fn tune_writer_connection(c: &mut Conn) {
+    if let Conn::Sqlite(c) = c {
+        if let Err(e) = c.batch_execute(&format!("PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}")) {
+            log::warn!("writer page cache left at its default: {e}");
+        }
+    }
 }
 
 /// Text shared with the op it comes from: bound without a copy.
