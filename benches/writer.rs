@@ -9,7 +9,9 @@
 //!
 //! * `WB_N` [200000] messages submitted flat out (as fast as the queue takes them);
 //! * `WB_RATE` [0] paced mode instead: messages per second spread evenly over the
-//!   rooms, for `WB_SECS` [10] seconds;
+//!   rooms, for `WB_SECS` [10] seconds; `WB_POISSON=1` spaces them at random
+//!   (exponential gaps of the same mean, as from many independent publishers) instead
+//!   of evenly;
 //! * `WB_ROOMS` [100] rooms, `WB_USERS` [1000] senders, `WB_DATA` [200] bytes of JSON
 //!   per message, `WB_CID` [50] percent of messages with a `client_id`, `WB_CHECK_ROOM`
 //!   [1] room access check per message (as a user's publish into a room has);
@@ -64,6 +66,7 @@ struct Opts {
     n: usize,
     rate: f64,
     secs: f64,
+    poisson: bool,
     rooms: usize,
     users: usize,
     data: usize,
@@ -88,6 +91,7 @@ impl Opts {
             n: var("WB_N", 200_000),
             rate: var("WB_RATE", 0.0),
             secs: var("WB_SECS", 10.0),
+            poisson: var("WB_POISSON", 0) != 0,
             rooms: var("WB_ROOMS", 100).max(1),
             users: var("WB_USERS", 1000).max(1),
             data: var("WB_DATA", 200),
@@ -385,13 +389,19 @@ fn run(o: &Opts, run_no: usize) -> f64 {
     };
 
     let paced = o.rate > 0.0;
-    let interval = if paced { 1.0 / o.rate } else { 0.0 };
+    // Seconds from the start at which message i is due.
+    let mut due_s = 0.0f64;
     let start = Instant::now();
     let cpu_start = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID);
     let written_start = bytes_written();
     for (i, op) in ops.into_iter().enumerate() {
         if paced {
-            let due = start + Duration::from_secs_f64(i as f64 * interval);
+            due_s += if o.poisson {
+                -(1.0 - rand::random::<f64>()).ln() / o.rate
+            } else {
+                1.0 / o.rate
+            };
+            let due = start + Duration::from_secs_f64(due_s);
             let now = Instant::now();
             if due > now {
                 thread::sleep(due - now);
@@ -500,7 +510,12 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
     let o = Opts::from_env();
     let mode = if o.rate > 0.0 {
-        format!("paced {} msg/s for {} s", o.rate, o.secs)
+        format!(
+            "paced {} msg/s ({} arrivals) for {} s",
+            o.rate,
+            if o.poisson { "random" } else { "evenly spaced" },
+            o.secs
+        )
     } else {
         format!("flat out, {} messages", o.n)
     };
