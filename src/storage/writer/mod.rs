@@ -380,7 +380,7 @@ impl Writer {
         }
         self.known.members.extend(learned.members.into_iter());
         self.known.rooms.extend(learned.rooms.into_iter());
-        let mut commits = Vec::new();
+        let mut commits = Vec::with_capacity(n);
         for (op, effect) in batch.into_iter().zip(effects) {
             match (op, effect) {
                 (WriteOp::Append(r), Effect::Stored(msg)) => commits.push(Commit::Message {
