@@ -227,11 +227,12 @@ fn summary(name: &str, v: &mut [u64]) -> String {
     v.sort_unstable();
     let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
     format!(
-        "{name} ms: mean {:.2} p50 {} p90 {} p99 {} max {}",
+        "{name} ms: mean {:.2} p50 {} p90 {} p99 {} p99.9 {} max {}",
         mean / 1e6,
         ms(pct(v, 0.5)),
         ms(pct(v, 0.9)),
         ms(pct(v, 0.99)),
+        ms(pct(v, 0.999)),
         ms(v.last().copied().unwrap_or(0))
     )
 }
