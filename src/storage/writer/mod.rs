@@ -6,6 +6,13 @@
 //! transaction committed. The writer knows nothing of who consumes its commits: the
 //! committed messages, edits and deletes (each still carrying its acknowledgement) go
 //! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
+//!
+//! One batch ([`apply`]): lock the seq counters of its channels ([`counters`]), look
+//! up its client_ids, apply the ops in order (room checks and memberships answered
+//! from caches of what is known to be stored), insert its messages together, store
+//! the counters, commit. The statements run on the backend's own connection
+//! ([`sql`]); on SQLite, WAL checkpoints run mostly on a thread of their own
+//! ([`checkpoint`]). `cargo bench --bench writer` measures all of it.
 
 mod apply;
 mod checkpoint;

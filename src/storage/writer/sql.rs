@@ -2,13 +2,18 @@
 //!
 //! Through `MultiConnection` every execution renders its SQL again (the statement
 //! cache is keyed by that text) and upserts are not available. The writer runs the
-//! same few statements thousands of times per second, so [`native!`] compiles each of
+//! same few statements thousands of times per second, so `native!` compiles each of
 //! them once per backend: the statement cache then finds the prepared statement by
 //! type, and `ON CONFLICT DO NOTHING` (both backends) replaces the catch of a unique
 //! violation, which on PostgreSQL would abort the whole transaction.
 //!
 //! No statement here binds a `LIMIT` (as `.first()` does): SQLite re-prepares a
 //! statement whose `LIMIT` parameter was bound again. Lookups are by unique key.
+//!
+//! Where the backends differ in what is cheap, so do the statements: on SQLite a
+//! statement costs little and a cached one less, on PostgreSQL each is a round trip,
+//! so messages and client_id lookups go one per statement on SQLite and many per
+//! statement on PostgreSQL.
 
 use std::{collections::HashMap, sync::Arc};
 
