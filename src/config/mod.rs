@@ -86,7 +86,9 @@ pub struct Settings {
     pub hub_shards: usize,
     /// HTTP worker threads; 0 = one per CPU.
     pub workers: usize,
-    /// Most publishes the writer commits in one transaction.
+    /// Most publishes the writer commits in one transaction. A batch takes what queued
+    /// while the previous one committed, so this limit only matters under overload,
+    /// where larger batches write fewer pages per message (benches/writer).
     pub write_batch_max: usize,
     /// Writer queue length; beyond it publishes fail fast with `unavailable`.
     pub write_queue: usize,
@@ -152,7 +154,7 @@ impl Default for Settings {
             max_channels_per_conn: 512,
             hub_shards: 0,
             workers: 0,
-            write_batch_max: 512,
+            write_batch_max: 4096,
             write_queue: 65536,
             db_pool_size: 8,
             max_upload_bytes: 10 * 1024 * 1024,

@@ -5,13 +5,17 @@ use std::{collections::HashMap, sync::Arc};
 
 use diesel::prelude::*;
 
-use super::{AppendReq, MemberCache, MemberKey, WriteOp};
+use super::{
+    counters::{self, Top},
+    sql::{self, ClientIdKey},
+    AppendReq, Known, Learned, MemberKey, WriteOp,
+};
 use crate::{
     auth::{Identity, Role},
     channels::{Channel, Storage},
-    error::{AppError, ErrorCode},
+    error::AppError,
     protocol::{now_ms, Message, UserRef},
-    storage::{models::LastValueRow, queries, schema::*, Conn},
+    storage::{models::LastValueRow, schema::*, Conn},
 };
 
 /// What one operation did inside the transaction.
@@ -31,35 +35,45 @@ pub(super) enum Effect {
     Done,
 }
 
-/// (channel, sender, client_id) of a message stored in the current batch.
-type DedupeKey = (Arc<str>, Arc<str>, Arc<str>);
-
 /// State of one transaction while its operations are applied.
 struct Txn<'a> {
-    /// Locked seq counters: channel → (top seq, epoch).
-    tops: HashMap<Arc<str>, (i64, String)>,
-    /// Messages with a `client_id` stored earlier in this batch.
-    dedupe: HashMap<DedupeKey, (i64, i64)>,
-    /// Memberships known before the batch.
-    known: &'a MemberCache,
-    /// Memberships this batch stored.
-    stored_members: Vec<MemberKey>,
+    /// Messages to insert (together) before any other op.
+    pending: Vec<sql::NewMessage>,
+    /// Locked seq counters by channel.
+    tops: HashMap<Arc<str>, Top>,
+    /// (seq, ts) of the messages with a `client_id` of this batch that are stored:
+    /// before the batch, or earlier in it.
+    dedupe: HashMap<ClientIdKey, (i64, i64)>,
+    /// What was known to be stored before the batch.
+    known: &'a Known,
+    /// What this batch stored or found (known once it committed).
+    learned: Learned,
 }
 
 impl Txn<'_> {
+    /// Inserts the pending messages.
+    fn flush(&mut self, c: &mut Conn) -> diesel::QueryResult<()> {
+        sql::insert_messages(c, &self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+
     fn is_member(&self, key: &MemberKey) -> bool {
-        self.known.contains(key) || self.stored_members.contains(key)
+        self.known.members.contains(key) || self.learned.members.contains(key)
+    }
+
+    fn room_private(&self, channel: &Arc<str>) -> Option<bool> {
+        self.known
+            .rooms
+            .get(channel)
+            .or_else(|| self.learned.rooms.get(channel).copied())
     }
 }
 
-/// Applies a batch inside one transaction; returns one effect per op and the
-/// memberships it stored.
-pub(super) fn apply(
-    c: &mut Conn,
-    batch: &[WriteOp],
-    known: &MemberCache,
-) -> diesel::QueryResult<(Vec<Effect>, Vec<MemberKey>)> {
-    // Lock every channel that gets messages, in name order (no deadlocks between nodes).
+/// Applies a batch inside one transaction; returns one effect per op and what the
+/// batch learned about stored rooms and memberships.
+pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::QueryResult<(Vec<Effect>, Learned)> {
+    // Lock every channel that gets messages.
     let mut chans: Vec<&Arc<str>> = batch
         .iter()
         .filter_map(|op| match op {
@@ -69,17 +83,35 @@ pub(super) fn apply(
         .collect();
     chans.sort();
     chans.dedup();
+    let tops = counters::lock(c, &chans)?;
+    // With the channels locked, no other writer can store one of these meanwhile.
+    let mut keys: Vec<ClientIdKey> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Append(AppendReq {
+                channel,
+                who,
+                client_id: Some(cid),
+                ..
+            }) => Some((channel.full.clone(), who.user.id.clone(), cid.clone())),
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
     let mut t = Txn {
-        tops: HashMap::with_capacity(chans.len()),
-        dedupe: HashMap::new(),
+        pending: Vec::with_capacity(batch.len()),
+        tops,
+        dedupe: sql::find_client_ids(c, &keys)?,
         known,
-        stored_members: Vec::new(),
+        learned: Learned::default(),
     };
-    for ch in chans {
-        t.tops.insert(ch.clone(), lock_top(c, ch)?);
-    }
     let mut effects = Vec::with_capacity(batch.len());
     for op in batch {
+        // Messages are inserted in runs; any other op sees the ones before it.
+        if !matches!(op, WriteOp::Append(_)) && !t.pending.is_empty() {
+            t.flush(c)?;
+        }
         effects.push(match op {
             WriteOp::Append(req) => append(c, &mut t, req)?,
             WriteOp::Edit {
@@ -129,86 +161,84 @@ pub(super) fn apply(
             WriteOp::Stop => Effect::Done,
         });
     }
-    for (ch, (seq, _)) in &t.tops {
-        diesel::update(channels::table.find(&**ch))
-            .set(channels::seq.eq(*seq))
-            .execute(c)?;
-    }
-    Ok((effects, t.stored_members))
+    t.flush(c)?;
+    counters::store(c, &t.tops)?;
+    Ok((effects, t.learned))
 }
 
-/// The room access check inside the transaction: a refusal is the op's effect, while
-/// storage failing aborts the whole batch (nothing is stored, every op gets
-/// `unavailable`).
-fn room_check(c: &mut Conn, ch: &Channel, who: &Identity) -> diesel::QueryResult<Result<(), AppError>> {
-    match queries::room_access(c, ch, who) {
-        Err(e) if e.code == ErrorCode::Unavailable => Err(diesel::result::Error::RollbackTransaction),
-        r => Ok(r),
+/// The room access check inside the transaction (creating a missing public room). A
+/// refusal is the op's effect; storage failing aborts the whole batch (nothing is
+/// stored, every op gets `unavailable`). Rooms and memberships seen are remembered.
+fn room_check(c: &mut Conn, t: &mut Txn, ch: &Channel, who: &Identity) -> diesel::QueryResult<Result<(), AppError>> {
+    let private = match t.room_private(&ch.full) {
+        Some(p) => p,
+        None => {
+            let p = match sql::room_private(c, ch.name())? {
+                Some(p) => p,
+                None if sql::create_public_room(c, ch.name(), &who.user.id, now_ms())? => false,
+                // Created meanwhile by another connection.
+                None => match sql::room_private(c, ch.name())? {
+                    Some(p) => p,
+                    None => return Ok(Err(AppError::internal("room vanished"))),
+                },
+            };
+            t.learned.rooms.insert(ch.full.clone(), p);
+            p
+        }
+    };
+    if !private || who.role == Role::Admin {
+        return Ok(Ok(()));
     }
+    let key = (ch.full.clone(), who.user.id.clone());
+    if t.is_member(&key) {
+        return Ok(Ok(()));
+    }
+    if sql::member_exists(c, &ch.full, &who.user.id)? {
+        t.learned.members.insert(key);
+        return Ok(Ok(()));
+    }
+    Ok(Err(AppError::forbidden(format!("not a member of {}", ch.full))))
 }
 
 fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Effect> {
     if req.check_room {
-        if let Err(e) = room_check(c, &req.channel, &req.who)? {
+        if let Err(e) = room_check(c, t, &req.channel, &req.who)? {
             return Ok(Effect::Refused(e));
         }
     }
     let ch = &req.channel.full;
     let sender = &req.who.user;
-    if let Some(cid) = &req.client_id {
-        let key = (ch.clone(), sender.id.clone(), cid.clone());
-        let found = match t.dedupe.get(&key) {
-            Some(v) => Some(*v),
-            None => messages::table
-                .filter(messages::channel.eq(&**ch))
-                .filter(messages::sender_id.eq(&*sender.id))
-                .filter(messages::client_id.eq(&**cid))
-                .select((messages::seq, messages::ts))
-                .first::<(i64, i64)>(c)
-                .optional()?,
-        };
-        if let Some((seq, ts)) = found {
-            return Ok(Effect::Duplicate { seq, ts });
-        }
+    let key = req
+        .client_id
+        .as_ref()
+        .map(|cid| (ch.clone(), sender.id.clone(), cid.clone()));
+    if let Some(&(seq, ts)) = key.as_ref().and_then(|k| t.dedupe.get(k)) {
+        return Ok(Effect::Duplicate { seq, ts });
     }
     let top = t.tops.get_mut(ch).expect("locked at the start of the batch");
-    top.0 += 1;
-    let seq = top.0;
+    top.now += 1;
+    let seq = top.now;
     let ts = now_ms();
-    diesel::insert_into(messages::table)
-        .values((
-            messages::channel.eq(&**ch),
-            messages::seq.eq(seq),
-            messages::ts.eq(ts),
-            messages::sender_id.eq(&*sender.id),
-            messages::sender_name.eq(&*sender.name),
-            messages::client_id.eq(req.client_id.as_deref()),
-            messages::data.eq(req.data.get()),
-            messages::deleted.eq(false),
-        ))
-        .execute(c)?;
-    if let Some(cid) = &req.client_id {
-        t.dedupe.insert((ch.clone(), sender.id.clone(), cid.clone()), (seq, ts));
+    t.pending.push(sql::NewMessage {
+        channel: sql::SharedText(ch.clone()),
+        seq,
+        ts,
+        sender_id: sql::SharedText(sender.id.clone()),
+        sender_name: sql::SharedText(sender.name.clone()),
+        client_id: req.client_id.clone().map(sql::SharedText),
+        data: sql::JsonText(req.data.clone()),
+    });
+    if let Some(key) = key {
+        t.dedupe.insert(key, (seq, ts));
     }
     // Both ends of a DM belong to it from its first message on.
     if let Some((a, b)) = req.channel.dm_pair() {
         for id in [a, b] {
             let key: MemberKey = (ch.clone(), id.into());
             if !t.is_member(&key) {
-                let name = if id == &*sender.id {
-                    sender.name.clone()
-                } else {
-                    id.into()
-                };
-                queries::add_member(
-                    c,
-                    ch,
-                    &UserRef {
-                        id: key.1.clone(),
-                        name,
-                    },
-                )?;
-                t.stored_members.push(key);
+                let name = if id == &*sender.id { &*sender.name } else { id };
+                sql::add_member(c, ch, id, name, ts)?;
+                t.learned.members.insert(key);
             }
         }
     }
@@ -232,13 +262,13 @@ fn admit(c: &mut Conn, t: &mut Txn, ch: &Channel, who: &Identity, check_room: bo
     // A known member of a room passed this check before (members are never removed),
     // so only newcomers cost a query.
     if check_room && !known {
-        if let Err(e) = room_check(c, ch, who)? {
+        if let Err(e) = room_check(c, t, ch, who)? {
             return Ok(Effect::Refused(e));
         }
     }
     if !known && !who.anonymous {
-        queries::add_member(c, &ch.full, &who.user)?;
-        t.stored_members.push(key);
+        sql::add_member(c, &ch.full, &who.user.id, &who.user.name, now_ms())?;
+        t.learned.members.insert(key);
     }
     Ok(Effect::Done)
 }
@@ -248,7 +278,7 @@ fn read_marker(c: &mut Conn, channel: &str, user_id: &str, seq: i64) -> diesel::
     let mine = read_markers::table
         .filter(read_markers::user_id.eq(user_id))
         .filter(read_markers::channel.eq(channel));
-    let current: Option<i64> = mine.select(read_markers::seq).first(c).optional()?;
+    let current: Option<i64> = mine.select(read_markers::seq).get_result(c).optional()?;
     match current {
         Some(cur) if cur >= seq => {}
         Some(_) => {
@@ -296,29 +326,6 @@ fn last_value(c: &mut Conn, ch: &Channel, msg: &Message, track: Option<(f64, f64
     Ok(())
 }
 
-/// Locks the seq counter of `channel` for this transaction (creating it) and returns
-/// its top seq and epoch. Other nodes' writers wait on the lock, so seqs stay
-/// gap-free and unique across nodes.
-fn lock_top(c: &mut Conn, channel: &str) -> diesel::QueryResult<(i64, String)> {
-    let locked = diesel::update(channels::table.find(channel))
-        .set(channels::seq.eq(channels::seq))
-        .execute(c)?;
-    if locked == 0 {
-        let epoch = hex::encode(rand::random::<[u8; 4]>());
-        diesel::insert_into(channels::table)
-            .values((
-                channels::name.eq(channel),
-                channels::seq.eq(0i64),
-                channels::epoch.eq(&epoch),
-            ))
-            .execute(c)?;
-    }
-    channels::table
-        .find(channel)
-        .select((channels::seq, channels::epoch))
-        .first(c)
-}
-
 /// Finds message `seq` and checks that `who` may change it (author; admins may delete).
 fn own_message(
     c: &mut Conn,
@@ -336,7 +343,7 @@ fn own_message(
     let row: Option<(String, String, bool)> = messages::table
         .find((&*ch.full, seq))
         .select((messages::sender_id, messages::sender_name, messages::deleted))
-        .first(c)
+        .get_result(c)
         .optional()?;
     Ok(match row {
         None | Some((_, _, true)) => Err(AppError::not_found(format!("no message {seq} in {}", ch.full))),

@@ -6,21 +6,34 @@
 //! transaction committed. The writer knows nothing of who consumes its commits: the
 //! committed messages, edits and deletes (each still carrying its acknowledgement) go
 //! into a [`CommitSink`], which startup wires to the hub (fan-out, acks, other nodes).
+//!
+//! One batch ([`apply`]): lock the seq counters of its channels ([`counters`]), look
+//! up its client_ids, apply the ops in order (room checks and memberships answered
+//! from caches of what is known to be stored), insert its messages together, store
+//! the counters, commit. The statements run on the backend's own connection
+//! ([`sql`]); on SQLite, WAL checkpoints run mostly on a thread of their own
+//! ([`checkpoint`]). `cargo bench --bench writer` measures all of it.
 
 mod apply;
+mod checkpoint;
+mod counters;
+mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{mpsc, Arc},
     thread,
+    time::{Duration, Instant},
 };
 
-use diesel::Connection;
 use serde_json::value::RawValue;
 
-use self::apply::{apply, Effect};
+use self::{
+    apply::{apply, Effect},
+    checkpoint::Checkpointer,
+};
 use super::Conn;
 use crate::{
     auth::Identity,
@@ -132,6 +145,25 @@ impl Commit {
 /// on the writer.
 pub trait CommitSink: Send + 'static {
     fn committed(&mut self, commits: Vec<Commit>);
+
+    /// How one batch went (called before [`CommitSink::committed`], also for a batch
+    /// that failed or produced no commits). For measurements; ignored by default.
+    fn batch_done(&mut self, _stats: &BatchStats) {}
+}
+
+/// Size and timing of one write batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchStats {
+    /// Operations in the batch.
+    pub ops: usize,
+    /// Transactions it took (more than one after a conflict with another node).
+    pub attempts: usize,
+    /// Time spent in the statements of the last attempt.
+    pub apply: Duration,
+    /// Time of the last attempt's `COMMIT` (the fsync), or its rollback.
+    pub commit: Duration,
+    /// Whether it was committed.
+    pub ok: bool,
 }
 
 /// The sending side, shared by every component that writes.
@@ -164,6 +196,15 @@ impl WriterHandle {
         }
     }
 
+    /// Queues an operation, waiting for queue space when the queue is full. Overflow
+    /// policy: backpressure on the caller (for bulk loads and benchmarks, never on an
+    /// async thread); `unavailable` once the writer has stopped.
+    pub fn submit_wait(&self, op: WriteOp) {
+        if let Err(mpsc::SendError(op)) = self.tx.send(op) {
+            op.fail(AppError::unavailable("storage is shutting down"));
+        }
+    }
+
     /// Asks the writer to finish what is queued and stop (waits for queue space).
     pub fn shutdown(&self) {
         let _ = self.tx.send(WriteOp::Stop);
@@ -173,13 +214,20 @@ impl WriterHandle {
 /// Starts the writer thread on `queue`. It ends (after draining its queue) on
 /// [`WriterHandle::shutdown`] or when every handle is dropped; join the returned
 /// handle to wait for that.
-pub fn start(conn: Conn, queue: WriterQueue, sink: Box<dyn CommitSink>, batch_max: usize) -> thread::JoinHandle<()> {
+pub fn start(
+    mut conn: Conn,
+    queue: WriterQueue,
+    sink: Box<dyn CommitSink>,
+    batch_max: usize,
+) -> thread::JoinHandle<()> {
     let rx = queue.0;
+    sql::tune_writer_connection(&mut conn);
     let mut w = Writer {
+        checkpointer: Checkpointer::start(&mut conn),
         conn,
         sink,
         batch_max: batch_max.max(1),
-        members: MemberCache::default(),
+        known: Known::default(),
     };
     thread::Builder::new()
         .name("chat-writer".into())
@@ -216,6 +264,9 @@ type MemberKey = (Arc<str>, Arc<str>);
 /// Most memberships the writer remembers as stored.
 const MEMBER_CACHE_MAX: usize = 100_000;
 
+/// Most rooms the writer remembers as stored.
+const ROOM_CACHE_MAX: usize = 100_000;
+
 /// (channel, user) pairs known to be stored in `memberships`. They are never deleted,
 /// so the cache stays true with several nodes. Bounded by [`MEMBER_CACHE_MAX`];
 /// overflow policy: the cache is emptied (a miss costs one query, and the working set
@@ -228,7 +279,7 @@ impl MemberCache {
         self.0.contains(key)
     }
 
-    fn extend(&mut self, keys: Vec<MemberKey>) {
+    fn extend(&mut self, keys: impl ExactSizeIterator<Item = MemberKey>) {
         if self.0.len() + keys.len() > MEMBER_CACHE_MAX {
             self.0.clear();
         }
@@ -236,11 +287,47 @@ impl MemberCache {
     }
 }
 
+/// Rooms known to be stored (by channel name), with their `private` flag. Room rows
+/// are never updated or deleted, so the cache stays true with several nodes and
+/// writers on other connections. Bounded by [`ROOM_CACHE_MAX`]; overflow policy: the
+/// cache is emptied (a miss costs one query).
+#[derive(Default)]
+struct RoomCache(HashMap<Arc<str>, bool>);
+
+impl RoomCache {
+    fn get(&self, channel: &Arc<str>) -> Option<bool> {
+        self.0.get(channel).copied()
+    }
+
+    fn extend(&mut self, rooms: impl ExactSizeIterator<Item = (Arc<str>, bool)>) {
+        if self.0.len() + rooms.len() > ROOM_CACHE_MAX {
+            self.0.clear();
+        }
+        self.0.extend(rooms);
+    }
+}
+
+/// What the writer knows to be stored (from committed batches only).
+#[derive(Default)]
+struct Known {
+    members: MemberCache,
+    rooms: RoomCache,
+}
+
+/// What one batch stored or found; added to [`Known`] once the batch committed.
+#[derive(Default)]
+struct Learned {
+    members: HashSet<MemberKey>,
+    rooms: HashMap<Arc<str>, bool>,
+}
+
 struct Writer {
     conn: Conn,
+    /// Takes WAL checkpoints off this thread (SQLite).
+    checkpointer: Option<Checkpointer>,
     sink: Box<dyn CommitSink>,
     batch_max: usize,
-    members: MemberCache,
+    known: Known,
 }
 
 /// Attempts of a batch that failed on a conflict with another node (unique
@@ -260,18 +347,32 @@ impl Writer {
     fn commit(&mut self, batch: Vec<WriteOp>) {
         let n = batch.len();
         let mut attempt = 0;
-        let result = loop {
+        let (result, apply_time, total) = loop {
             attempt += 1;
-            let members = &self.members;
-            match self.conn.transaction(|c| apply(c, &batch, members)) {
+            let known = &self.known;
+            let start = Instant::now();
+            let mut applied = start;
+            let r = counters::transaction(&mut self.conn, |c| {
+                let r = apply(c, &batch, known);
+                applied = Instant::now();
+                r
+            });
+            match r {
                 Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
                     log::debug!("write batch conflicted ({e}); retrying");
                     continue;
                 }
-                other => break other,
+                other => break (other, applied - start, start.elapsed()),
             }
         };
-        let (effects, new_members) = match result {
+        self.sink.batch_done(&BatchStats {
+            ops: n,
+            attempts: attempt,
+            apply: apply_time,
+            commit: total.saturating_sub(apply_time),
+            ok: result.is_ok(),
+        });
+        let (effects, learned) = match result {
             Ok(r) => r,
             Err(e) => {
                 log::error!("write batch of {n} failed, nothing stored: {e}");
@@ -281,8 +382,12 @@ impl Writer {
                 return;
             }
         };
-        self.members.extend(new_members);
-        let mut commits = Vec::new();
+        if let Some(cp) = &self.checkpointer {
+            cp.nudge();
+        }
+        self.known.members.extend(learned.members.into_iter());
+        self.known.rooms.extend(learned.rooms.into_iter());
+        let mut commits = Vec::with_capacity(n);
         for (op, effect) in batch.into_iter().zip(effects) {
             match (op, effect) {
                 (WriteOp::Append(r), Effect::Stored(msg)) => commits.push(Commit::Message {
