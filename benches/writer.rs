@@ -195,6 +195,7 @@ fn build_ops(o: &Opts, prefix: &str, range: std::ops::Range<usize>, tag: &str) -
             user: UserRef::new(format!("u{u}"), format!("User {u}")),
             role: Role::User,
             anonymous: false,
+            entity: None,
         })
         .collect();
     range

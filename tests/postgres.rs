@@ -233,6 +233,7 @@ fn control_characters_fail_alone_on_postgres() {
     let Some(db) = PgDb::create() else { return };
     let dir = tempfile::tempdir().unwrap();
     control_characters_are_refused_alone(&node(&db, dir.path()));
+}
 
 /// Publish batches over many rooms from two nodes at once. The writer locks the
 /// counters of every room in a batch together, in name order, so the nodes never

@@ -146,7 +146,10 @@ impl Auth {
             .map(|n| crate::protocol::text::clean_name(&n, 64))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| c.sub.clone());
-        if c.entity.as_deref().is_some_and(|e| !crate::channels::valid_user_id(e)) {
+        if c.entity
+            .as_deref()
+            .is_some_and(|e| !crate::protocol::text::valid_user_id(e))
+        {
             return Err(AppError::unauthorized("invalid token: bad `entity`"));
         }
         Ok(Identity {

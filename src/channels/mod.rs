@@ -213,10 +213,7 @@ fn valid_chars(s: &str, max: usize, ok: impl Fn(char) -> bool) -> bool {
     !s.is_empty() && s.len() <= max && s.chars().all(ok)
 }
 
-/// Characters of a user id that can appear in `dm:` and `loc:` names.
-pub fn valid_user_id(s: &str) -> bool {
-    valid_chars(s, 128, |c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
-}
+pub use crate::protocol::text::valid_user_id;
 
 /// Room names: 1..=64 of `[a-z0-9_-]` after lower-casing.
 pub fn normalize_room_name(name: &str) -> Result<String, AppError> {

@@ -8,6 +8,12 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Characters of a user id (or entity id) that can appear in `dm:` and `loc:` names:
+/// 1 to 128 of `[A-Za-z0-9_.@-]`.
+pub fn valid_user_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+}
+
 /// Does `s` hold a control character (C0, DEL, C1, NUL included)?
 pub fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
