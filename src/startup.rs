@@ -125,6 +125,18 @@ impl Application {
             .await
             .map_err(|e| StartError::Other(e.message))?;
         auth.versions().load(versions);
+        let bans = db
+            .run(|c| queries::list_bans(c, i64::MAX))
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        for b in bans {
+            auth.versions().set_banned(&b.user_id, true);
+        }
+        let last_change = db
+            .run(queries::last_revocation)
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        follow_changes(db.clone(), hub.clone(), last_change);
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -327,6 +339,30 @@ fn release_memory_after_disconnects(hub: Hub) {
                     libc::malloc_trim(0);
                 }
                 log::debug!("released free memory after {} disconnects", peak - now);
+            }
+        }
+    });
+}
+
+/// How often a node reads the change log of revocations and bans (changes made on
+/// another node or by the command line reach this node's connections this fast).
+const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Applies the change log (token revocations, bans, unbans) from `after` on, forever.
+fn follow_changes(db: Db, hub: Hub, mut after: i64) {
+    actix::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
+        loop {
+            tick.tick().await;
+            let from = after;
+            match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
+                Ok(changes) => {
+                    for (id, user, change) in changes {
+                        hub.apply_change(&user, change);
+                        after = id;
+                    }
+                }
+                Err(e) => log::warn!("reading the change log: {}", e.message),
             }
         }
     });

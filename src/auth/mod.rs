@@ -157,6 +157,20 @@ impl Auth {
         encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
     }
 
+    /// Mints a token for any user id, as a backend that knows the secret would (the
+    /// command line's `token mint`): `entity` makes it a device's token for `loc:`.
+    pub fn mint(&self, sub: &str, name: Option<&str>, role: Role, ttl_s: u64, entity: Option<&str>) -> String {
+        let claims = Claims {
+            sub: sub.to_string(),
+            name: name.map(str::to_string),
+            exp: (crate::protocol::now_ms() / 1000) as u64 + ttl_s,
+            role: Some(role),
+            entity: entity.map(str::to_string),
+            ver: self.versions.current(sub),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
+    }
+
     /// Verifies signature, expiry and version; the display name falls back to the id.
     pub fn verify(&self, token: &str) -> Result<Identity, AppError> {
         self.verify_full(token).map(|(identity, _)| identity)
@@ -184,6 +198,9 @@ impl Auth {
             .is_some_and(|e| !crate::protocol::text::valid_user_id(e))
         {
             return Err(AppError::unauthorized("invalid token: bad `entity`"));
+        }
+        if self.versions.is_banned(&c.sub) {
+            return Err(AppError::forbidden("this account is banned"));
         }
         if c.ver < self.versions.current(&c.sub) {
             return Err(AppError::unauthorized("token revoked (logged out or password changed)"));

@@ -1,24 +1,41 @@
 //! Token versions: logout and a password change bump the account's version, and a
-//! token that carries an older version (claim `ver`, absent = 0) is refused.
+//! token that carries an older version (claim `ver`, absent = 0) is refused. Banned
+//! users' tokens are refused whatever their version.
 //!
 //! The table mirrors the `users.token_version` column for accounts whose version is
 //! above 0 (loaded at start, raised on this node by the account use cases and on the
 //! others by a bus event). Bound: one entry per account that ever revoked its tokens
 //! (about 64 bytes each); it is the column itself, so it cannot grow without the
-//! database growing; no overflow policy is needed beyond that.
+//! database growing; no overflow policy is needed beyond that. The same holds for the
+//! banned set (a mirror of the `bans` table).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, RwLock},
 };
 
-/// user id → lowest token version still accepted.
+/// user id → lowest token version still accepted; banned user ids.
 #[derive(Default)]
 pub struct TokenVersions {
     min: RwLock<HashMap<Arc<str>, u32>>,
+    banned: RwLock<HashSet<Arc<str>>>,
 }
 
 impl TokenVersions {
+    pub fn is_banned(&self, user: &str) -> bool {
+        self.banned.read().unwrap_or_else(|p| p.into_inner()).contains(user)
+    }
+
+    /// Marks the user banned (true) or not; true when that changed anything.
+    pub fn set_banned(&self, user: &str, banned: bool) -> bool {
+        let mut b = self.banned.write().unwrap_or_else(|p| p.into_inner());
+        if banned {
+            b.insert(user.into())
+        } else {
+            b.remove(user)
+        }
+    }
+
     /// The version tokens issued now carry; older ones are refused.
     pub fn current(&self, user: &str) -> u32 {
         let m = self.min.read().unwrap_or_else(|p| p.into_inner());
@@ -74,5 +91,9 @@ mod tests {
         assert_eq!(v.current("1"), 2);
         v.load([("1".to_string(), 1), ("2".to_string(), 5)]);
         assert_eq!((v.current("1"), v.current("2"), v.len()), (2, 5, 2));
+        assert!(!v.is_banned("1"));
+        assert!(v.set_banned("1", true) && v.is_banned("1"));
+        assert!(!v.set_banned("1", true));
+        assert!(v.set_banned("1", false) && !v.is_banned("1"));
     }
 }

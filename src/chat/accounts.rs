@@ -84,6 +84,12 @@ pub async fn login(chat: Chat, client: &str, name: String, password: String) -> 
         .as_ref()
         .map_or_else(|| dummy_hash().to_string(), |r| r.password_hash.clone());
     let ok = chat.passwords.run(move || verify_password(&password, &hash)).await?;
+    if let Some(r) = row.as_ref().filter(|_| ok) {
+        let id = r.uid.to_string();
+        if chat.db.run(move |c| queries::is_banned(c, &id)).await? {
+            return Err(AppError::forbidden("this account is banned"));
+        }
+    }
     match row {
         Some(r) if ok => {
             // Tokens issued here carry the stored version even if this node has not

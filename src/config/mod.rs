@@ -23,7 +23,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 /// Every knob the server reads at start. Defaults need no setup at all.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP/WebSocket listener binds (`127.0.0.1:0` picks a free port).

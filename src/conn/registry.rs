@@ -94,6 +94,15 @@ impl Registry {
         n
     }
 
+    /// Closes every connection of the user (a kick or a ban). How many were closed.
+    pub fn close_user(&self, user: &str, code: u16, reason: &str) -> usize {
+        let conns = self.connections(user);
+        for c in &conns {
+            c.outbox.close(code, reason, false);
+        }
+        conns.len()
+    }
+
     /// Every live connection.
     pub fn all(&self) -> Vec<Arc<ConnHandle>> {
         self.buckets

@@ -36,8 +36,13 @@ use crate::{
     channels::Channel,
     conn::{Ack, ConnHandle, Registry},
     feeds::Feeds,
+    protocol::close,
     protocol::{Message, PublishOk, UserRef},
-    storage::{queries::JoinSnapshot, writer::Commit, Db},
+    storage::{
+        queries::{Change, JoinSnapshot},
+        writer::Commit,
+        Db,
+    },
 };
 
 /// Messages a shard's mailbox holds. Overflow policy: senders use `try_send` (and
@@ -163,6 +168,24 @@ impl Hub {
         let n = self.registry.revoke(user, version);
         if n > 0 {
             log::info!("closed {n} connection(s) of user {user}: token revoked");
+        }
+    }
+
+    /// Applies a change to a user's right to connect, read from the change log every
+    /// node polls (`storage::queries::revocations_after`); idempotent.
+    pub fn apply_change(&self, user: &str, change: Change) {
+        match change {
+            Change::Revoke(v) => self.revoke_local(user, v),
+            Change::Ban => {
+                self.versions.set_banned(user, true);
+                let n = self.registry.close_user(user, close::KICKED, "banned");
+                if n > 0 {
+                    log::info!("closed {n} connection(s) of banned user {user}");
+                }
+            }
+            Change::Unban => {
+                self.versions.set_banned(user, false);
+            }
         }
     }
 

@@ -29,6 +29,8 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     /// Missing or invalid credentials.
     pub const UNAUTHORIZED: u16 = 4001;
+    /// A moderator removed the user: kicked (may come back) or banned (may not).
+    pub const KICKED: u16 = 4003;
     /// The connection's outbound queue overflowed.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection kept exceeding its rate limit.

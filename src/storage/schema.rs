@@ -108,3 +108,33 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    bans (user_id) {
+        user_id -> Text,
+        reason -> Text,
+        banned_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revocations (id) {
+        id -> BigInt,
+        user_id -> Text,
+        kind -> Text,
+        version -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        reason -> Text,
+    }
+}

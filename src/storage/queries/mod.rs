@@ -11,13 +11,16 @@ use super::{
     Conn,
 };
 
-mod users;
 use crate::{
     auth::{Identity, Role},
     channels::{Channel, Namespace},
     error::{AppError, AppResult},
     protocol::{now_ms, ChannelSummary, Message, UserRef},
 };
+
+mod bans;
+mod users;
+pub use bans::*;
 pub use users::*;
 
 pub fn get_room(c: &mut Conn, name: &str) -> AppResult<Option<RoomRow>> {
