@@ -5,6 +5,7 @@
 //! `Request` or to an [`AppError`] carrying the request `id` when one could be read.
 
 pub mod events;
+pub mod frames;
 pub mod replies;
 pub mod request;
 pub mod text;
@@ -33,4 +34,11 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection kept exceeding its rate limit.
     pub const RATE_LIMITED: u16 = 4029;
+
+    /// May a peer send `code` in a close frame? RFC 6455 §7.4 and the IANA registry:
+    /// the defined codes that are not reserved for local use (1004-1006, 1015), the
+    /// registered range 3000-3999 and the private range 4000-4999.
+    pub fn valid_from_peer(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
 }
