@@ -14,6 +14,10 @@ pub use events::*;
 pub use replies::*;
 pub use request::{Op, Request};
 
+/// The WebSocket subprotocol of this protocol (`Sec-WebSocket-Protocol`), selected
+/// when a client offers it.
+pub const SUBPROTOCOL: &str = "chat.v1";
+
 /// WebSocket close codes used by the server (PROTOCOL.md §5).
 pub mod close {
     /// Normal closure (heartbeat timeout, client asked).
