@@ -133,29 +133,14 @@ fn framing_1_x_length_encodings_and_masking() {
     }
     // 1.2: binary messages get an error reply and the connection stays open.
     assert!(c.send(FIN | OP_BINARY, b"\x00\x01\x02"));
-    let reply = String::from_utf8(c.expect_frame(OP_TEXT).payload).unwrap();
+    let reply = c.next_text();
     assert!(reply.contains("bad_request") && reply.contains("binary"), "{reply}");
     assert!(is_ping_reply(&c.request(PING)));
-    // An unmasked client frame fails the connection.
+    // Server control frames are not masked either; unmasked client frames fail.
     let f = c.expect_pong_for(b"m");
     assert!(!f.masked, "{f:?}");
     closing.expect(1002, &[encode(FIN | OP_TEXT, PING.as_bytes(), false)], "unmasked text");
     closing.expect(1002, &[encode(FIN | OP_PING, b"", false)], "unmasked ping");
-}
-
-trait PongExt {
-    fn expect_pong_for(&mut self, payload: &[u8]) -> Frame;
-}
-
-impl PongExt for FrameConn {
-    /// Pings with `payload`; the next frame must be the identical pong.
-    fn expect_pong_for(&mut self, payload: &[u8]) -> Frame {
-        assert!(self.send(FIN | OP_PING, payload));
-        let f = self.expect_frame(OP_PONG);
-        assert!(f.fin && f.rsv == 0, "{f:?}");
-        assert_eq!(f.payload, payload, "pong payload");
-        f
-    }
 }
 
 #[test]
@@ -163,12 +148,13 @@ fn pingpong_2_x() {
     let (s, token) = server();
     let mut closing = Closing::new(&s, &token);
     let mut c = FrameConn::open(&s.addr, &token);
-    c.expect_pong_for(b""); // 2.1
-    c.expect_pong_for(b"Hello, world!"); // 2.2
-    c.expect_pong_for(&[0x00, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0x00, 0xff]); // 2.3
+    // 2.1-2.4: empty, text, binary and 125-byte payloads come back identical.
+    c.expect_pong_for(b"");
+    c.expect_pong_for(b"Hello, world!");
+    c.expect_pong_for(&[0x00, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0x00, 0xff]);
     let max: Vec<u8> = (0..125u8).collect();
-    c.expect_pong_for(&max); // 2.4
-                             // 2.7: an unsolicited pong is ignored: the next frame is the reply to the request.
+    c.expect_pong_for(&max);
+    // 2.7: an unsolicited pong is ignored: the next frame is the reply to the request.
     assert!(c.send(FIN | OP_PONG, b"unsolicited"));
     assert!(is_ping_reply(&c.request(PING)));
     // 2.10: ten pings in one write: pongs in order, the last ping always answered
@@ -186,7 +172,7 @@ fn pingpong_2_x() {
         answered.push(p[1]);
     }
     assert!(is_ping_reply(&c.request(PING)), "nothing else pending");
-    // 2.5: a ping with 126 bytes; 2.6 on another connection: a pong with 126 bytes.
+    // 2.5: a ping of 126 bytes; the same for a pong, and for a ping announcing 1 MiB.
     closing.expect(1002, &[masked(FIN | OP_PING, &[b'x'; 126])], "ping of 126 bytes");
     closing.expect(1002, &[masked(FIN | OP_PONG, &[b'x'; 126])], "pong of 126 bytes");
     let huge = [&[FIN | OP_PING, 0x80 | 127][..], &(1u64 << 20).to_be_bytes(), &[0; 4]].concat();
@@ -213,7 +199,7 @@ fn reserved_3_x() {
     ]
     .concat();
     assert!(c.send_raw(&both));
-    let reply = String::from_utf8(c.expect_frame(OP_TEXT).payload).unwrap();
+    let reply = c.next_text();
     assert!(is_ping_reply(&reply), "{reply}");
     assert_eq!(c.expect_close().0, 1002);
 }
@@ -231,9 +217,7 @@ fn opcodes_4_x() {
     // 4.1.3: the request before the bad frame is still answered.
     let mut c = FrameConn::open(&s.addr, &token);
     assert!(c.send_raw(&[masked(FIN | OP_TEXT, PING.as_bytes()), masked(FIN | 5, b"")].concat()));
-    assert!(is_ping_reply(
-        &String::from_utf8(c.expect_frame(OP_TEXT).payload).unwrap()
-    ));
+    assert!(is_ping_reply(&c.next_text()));
     assert_eq!(c.expect_close().0, 1002);
 }
 
@@ -267,9 +251,7 @@ fn fragmentation_5_x() {
         for f in fragments(PING, n) {
             assert!(c.send_raw(&f));
         }
-        assert!(is_ping_reply(
-            &String::from_utf8(c.expect_frame(OP_TEXT).payload).unwrap()
-        ));
+        assert!(is_ping_reply(&c.next_text()));
     }
     // 5.6-5.8: a ping between fragments is answered at once, before the message ends;
     // a pong there is ignored.
@@ -280,9 +262,7 @@ fn fragmentation_5_x() {
     assert!(c.send_raw(&f[1]));
     c.expect_pong_for(b"again");
     assert!(c.send_raw(&f[2]));
-    assert!(is_ping_reply(
-        &String::from_utf8(c.expect_frame(OP_TEXT).payload).unwrap()
-    ));
+    assert!(is_ping_reply(&c.next_text()));
     // 5.9-5.13: continuations without a start.
     closing.expect(1002, &[masked(FIN | OP_CONT, PING.as_bytes())], "final continuation");
     closing.expect(1002, &[masked(OP_CONT, b"{")], "continuation");
@@ -295,9 +275,21 @@ fn fragmentation_5_x() {
         let frames = [masked(OP_TEXT, b"{"), masked(op, b"\"")];
         closing.expect(1002, &frames, &format!("fragment {op} inside a message"));
     }
-    // 5.19: the finished message after a refused one is not involved: fresh connection works.
-    let mut c = FrameConn::open(&s.addr, &token);
-    assert!(is_ping_reply(&c.request(PING)));
+    // 5.19 / 5.20: fragments and pings interleaved in one write: every pong comes back
+    // at once, the reply after the last fragment.
+    let f = fragments(PING, 4);
+    let mut mixed = Vec::new();
+    for (i, frag) in f.iter().enumerate() {
+        mixed.extend_from_slice(frag);
+        if i < 3 {
+            mixed.extend(masked(FIN | OP_PING, &[b'i', i as u8]));
+        }
+    }
+    assert!(c.send_raw(&mixed));
+    for i in 0..3u8 {
+        assert_eq!(c.expect_frame(OP_PONG).payload, [b'i', i]);
+    }
+    assert!(is_ping_reply(&c.next_text()));
 }
 
 const PUBLISH_HEAD: &[u8] = br#"{"id":2,"op":"publish","channel":"room:utf8","data":{"type":"text","text":""#;
@@ -371,7 +363,7 @@ fn utf8_6_x() {
         b"\xf4\x90\x80\x80",                                               // above U+10FFFF
         b"\xff",                                                           // never valid
         b"\x80",                                                           // lone continuation
-        b"\xe2\x82",                                                       // truncated at the end
+        b"\xe2\x82",                                                       // truncated sequence
     ];
     for b in bad {
         let what = format!("{b:x?}");

@@ -258,17 +258,31 @@ impl FrameConn {
         }
     }
 
+    /// Pings with `payload`; the next frame must be the identical pong.
+    pub fn expect_pong_for(&mut self, payload: &[u8]) -> Frame {
+        assert!(self.send(FIN | OP_PING, payload));
+        let f = self.expect_frame(OP_PONG);
+        assert!(f.fin && f.rsv == 0, "{f:?}");
+        assert_eq!(f.payload, payload, "pong payload");
+        f
+    }
+
     /// Sends a request and returns the text of the next frame, which must be text.
     pub fn request(&mut self, json: &str) -> String {
         assert!(self.text(json), "server gone");
-        String::from_utf8(self.expect_frame(OP_TEXT).payload).expect("UTF-8 reply")
+        self.next_text()
+    }
+
+    /// The next frame, which must be text.
+    pub fn next_text(&mut self) -> String {
+        String::from_utf8(self.expect_frame(OP_TEXT).payload).expect("UTF-8 text")
     }
 
     /// Text frames until one contains `needle` (other text frames are skipped, any
     /// other frame fails).
     pub fn text_containing(&mut self, needle: &str) -> String {
         loop {
-            let text = String::from_utf8(self.expect_frame(OP_TEXT).payload).expect("UTF-8 text");
+            let text = self.next_text();
             if text.contains(needle) {
                 return text;
             }
