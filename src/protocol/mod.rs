@@ -1,5 +1,6 @@
 //! Wire types of protocol v1 (docs/PROTOCOL.md): bytes → [`Request`] on the way in,
-//! event and reply frames → shared [`Bytes`] on the way out.
+//! event and reply frames → shared [`Bytes`] on the way out; below them, the WebSocket
+//! framing rules of the client's frames ([`frames::FrameDecoder`]).
 //!
 //! Decoding is strict and never panics: anything a client can send maps either to a
 //! `Request` or to an [`AppError`] carrying the request `id` when one could be read.
