@@ -25,6 +25,7 @@ use crate::{
     feeds::Feeds,
     http::{self, ws::ConnFd},
     hub::{Hub, HubConfig, SeedLastValues},
+    limit::{ConnCounts, KeyedLimiter},
     protocol::close,
     state::{AppState, Metrics},
     storage::{self, queries, writer, Db, DbTarget},
@@ -104,6 +105,7 @@ impl Application {
                 shards: settings.shards(),
                 epoch: hex::encode(rand::random::<[u8; 4]>()).into(),
                 presence_refresh: std::time::Duration::from_secs_f64(settings.presence_refresh_s),
+                versions: auth.versions().clone(),
             },
             broker.clone(),
             feeds.clone(),
@@ -116,6 +118,13 @@ impl Application {
             Box::new(hub.clone()),
             settings.write_batch_max,
         );
+
+        // Revoked tokens stay revoked across restarts.
+        let versions = db
+            .run(queries::token_versions)
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        auth.versions().load(versions);
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -158,6 +167,8 @@ impl Application {
             },
             metrics: Arc::new(Metrics::default()),
             proxies: settings.trusted_proxies().into(),
+            handshakes: Arc::new(KeyedLimiter::per_minute(settings.handshakes_per_min_per_address)),
+            addr_conns: ConnCounts::new(settings.max_conns_per_address),
         };
 
         let addr = settings.bind_addr()?;

@@ -390,3 +390,21 @@ fn presence_spans_nodes() {
     drop(c);
     let _ = n1.stop_after_signal();
 }
+
+#[test]
+fn logout_on_one_node_revokes_the_token_on_the_other() {
+    let Some((_db, a, b, _dirs)) = cluster() else { return };
+    let (token, _) = a.register("gina", PASSWORD);
+    let mut on_b = b.ws(&token);
+    on_b.ping();
+    assert_eq!(a.post("/api/logout", Some(&token), json!({})).0, 200);
+    assert_eq!(on_b.expect_close(T), Some(4001), "connection on the other node");
+    let (st, body) = b.get("/api/me", Some(&token));
+    assert_eq!(st, 401, "revoked token on the other node: {body}");
+    // A login on the other node issues a token that works on both.
+    let (st, body) = b.post("/api/login", None, json!({"name":"gina","password": PASSWORD}));
+    assert_eq!(st, 200, "{body}");
+    let fresh = body["token"].as_str().unwrap();
+    a.ws(fresh).ping();
+    b.ws(fresh).ping();
+}

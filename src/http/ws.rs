@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     protocol::SUBPROTOCOL,
     session::{transport::FrameReader, Session},
-    state::AppState,
+    state::{AppState, Metrics},
 };
 
 /// Raw socket of a connection, captured at accept time (see `startup`).
@@ -75,9 +75,19 @@ pub async fn upgrade(
     if !origin_allowed(&req, &s.allowed_origins) {
         return Err(AppError::forbidden("origin not allowed"));
     }
+    let client = state.client_addr(&req);
+    if !state.handshakes.take(&client) {
+        Metrics::inc(&state.metrics.rate_limited);
+        return Err(AppError::rate_limited(
+            "too many connection attempts from this address, try later",
+        ));
+    }
     let identity = match credential(&req, true) {
-        Some((token, _)) => Some(state.chat.auth.verify(&token)?),
-        None if s.anonymous() => Some(Identity::anonymous()),
+        Some((token, _)) => {
+            let (identity, info) = state.chat.auth.verify_full(&token)?;
+            Some((identity, Some(info)))
+        }
+        None if s.anonymous() => Some((Identity::anonymous(), None)),
         // No credential yet: the first frame must be `auth` (within the auth timeout).
         None => None,
     };
@@ -88,10 +98,21 @@ pub async fn upgrade(
     let accept = hash_key(key.as_bytes());
     let accept = std::str::from_utf8(&accept).unwrap_or_default().to_string();
 
+    if let Some((who, _)) = &identity {
+        let max = s.max_conns_per_user as usize;
+        if !who.anonymous && max > 0 && state.chat.hub.registry.connections(&who.user.id).len() >= max {
+            Metrics::inc(&state.metrics.rate_limited);
+            return Err(AppError::rate_limited("too many connections for this user"));
+        }
+    }
+    let Some(slot) = state.addr_conns.acquire(&client) else {
+        Metrics::inc(&state.metrics.rate_limited);
+        return Err(AppError::rate_limited("too many connections from this address"));
+    };
     let fd = req.conn_data::<ConnFd>().map(|f| f.0);
     let outbox = Outbox::new(s.outbox_max_frames, s.outbox_max_bytes, fd);
     let reader = FrameReader::new(payload, s.max_frame_bytes());
-    let session = Session::new(state.get_ref().clone(), outbox.clone(), identity);
+    let session = Session::new(state.get_ref().clone(), outbox.clone(), identity, Some(slot));
     Session::create(move |ctx| {
         ctx.add_stream(reader);
         session

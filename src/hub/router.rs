@@ -80,6 +80,10 @@ impl RemoteHandler for Hub {
                 }
                 return;
             }
+            BusEvent::Revoke { user, version } => {
+                self.revoke_local(user, *version);
+                return;
+            }
             other => other.channel().cloned().expect("a channel event"),
         };
         let stored = matches!(ev, BusEvent::Message(_) | BusEvent::Edit(_) | BusEvent::Delete(_));

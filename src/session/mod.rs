@@ -22,11 +22,11 @@ use serde::Serialize;
 
 use self::transport::{Incoming, ReadError};
 use crate::{
-    auth::Identity,
+    auth::{Identity, TokenInfo},
     chat,
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
-    limit::Limiter,
+    limit::{ConnSlot, Limiter},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
     state::{AppState, Metrics},
 };
@@ -44,6 +44,12 @@ pub struct Session {
     id: u64,
     /// `None` until the first-frame `auth` arrives.
     identity: Option<Identity>,
+    /// Expiry and version of the token in force (`None`: anonymous).
+    token: Option<TokenInfo>,
+    /// Closes the connection when the token expires (rescheduled by `auth`).
+    expiry: Option<SpawnHandle>,
+    /// Holds this connection's place in its address's connection count.
+    _slot: Option<ConnSlot>,
     /// This connection as the hub and registry know it (set once authenticated).
     conn: Option<Arc<ConnHandle>>,
     outbox: Arc<Outbox>,
@@ -63,13 +69,22 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(state: AppState, outbox: Arc<Outbox>, identity: Option<Identity>) -> Session {
+    pub fn new(
+        state: AppState,
+        outbox: Arc<Outbox>,
+        identity: Option<(Identity, Option<TokenInfo>)>,
+        slot: Option<ConnSlot>,
+    ) -> Session {
         let id = state.metrics.conn_id();
         let rate = state.chat.settings.publish_rate;
         let all = (rate * 4.0).max(100.0);
+        let (identity, token) = identity.map_or((None, None), |(i, t)| (Some(i), t));
         Session {
             id,
             identity,
+            token,
+            expiry: None,
+            _slot: slot,
             conn: None,
             outbox,
             joined: HashMap::new(),
@@ -109,16 +124,25 @@ impl Session {
         actix::spawn(async move { ack.result(op.await) });
     }
 
-    /// Authenticated: register with the hub and greet.
-    fn authenticated(&mut self, identity: Identity) {
-        let registry = &self.state.chat.hub.registry;
+    /// Authenticated: register with the hub and greet. Closes the connection (4029)
+    /// when the user already has as many connections as allowed.
+    fn authenticated(&mut self, identity: Identity, token: Option<TokenInfo>, ctx: &mut Context<Self>) {
+        let registry = self.state.chat.hub.registry.clone();
         if let Some(old) = self.conn.take() {
             registry.remove(&old.user.id, old.id);
         }
+        let max = self.state.chat.settings.max_conns_per_user as usize;
+        if !identity.anonymous && max > 0 && registry.connections(&identity.user.id).len() >= max {
+            Metrics::inc(&self.state.metrics.rate_limited);
+            return self.close(close::RATE_LIMITED, "too many connections for this user", ctx);
+        }
+        self.token = token;
+        self.schedule_expiry(ctx);
         let conn = Arc::new(ConnHandle {
             id: self.id,
             user: identity.user.clone(),
             outbox: self.outbox.clone(),
+            token_ver: token.map_or(0, |t| t.ver),
         });
         registry.add(conn.clone());
         self.conn = Some(conn);
@@ -130,6 +154,28 @@ impl Session {
             s.max_message_bytes,
         ));
         self.identity = Some(identity);
+    }
+
+    /// Closes the connection with 4001 when the token in force expires; an `auth` with
+    /// a fresh token before then moves the deadline.
+    fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.expiry.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(t) = self.token else { return };
+        // Tokens may live for years; a timer this far ahead is re-armed when it fires.
+        const MAX_WAIT_MS: i64 = 7 * 24 * 3600 * 1000;
+        let left_ms = (t.exp as i64).saturating_mul(1000) - now_ms();
+        let wait = Duration::from_millis(left_ms.clamp(0, MAX_WAIT_MS) as u64);
+        self.expiry = Some(ctx.run_later(wait, |act, ctx| {
+            act.expiry = None;
+            match act.token {
+                Some(t) if (t.exp as i64).saturating_mul(1000) <= now_ms() => {
+                    act.close(close::UNAUTHORIZED, "token expired", ctx)
+                }
+                _ => act.schedule_expiry(ctx),
+            }
+        }));
     }
 
     fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
@@ -152,10 +198,12 @@ impl Session {
             let Op::Auth { token } = req.op else {
                 return self.close(close::UNAUTHORIZED, "authentication required", ctx);
             };
-            match self.state.chat.auth.verify(&token) {
-                Ok(identity) => {
-                    self.authenticated(identity);
-                    self.reply(req.id, Ok(Empty {}));
+            match self.state.chat.auth.verify_full(&token) {
+                Ok((identity, info)) => {
+                    self.authenticated(identity, Some(info), ctx);
+                    if self.identity.is_some() {
+                        self.reply(req.id, Ok(Empty {}));
+                    }
                 }
                 Err(e) => self.close(close::UNAUTHORIZED, &e.message, ctx),
             }
@@ -193,7 +241,7 @@ impl Session {
         let id = req.id;
         let (c, who) = (self.state.chat.clone(), self.who().clone());
         match req.op {
-            Op::Auth { token } => self.reauthenticate(id, &token)?,
+            Op::Auth { token } => self.reauthenticate(id, &token, ctx)?,
             Op::Ping => self.reply(id, Ok(PingOk { ts: now_ms() })),
             Op::Join(r) => self.join(id, r, ctx)?,
             Op::Leave(r) => {
@@ -219,14 +267,28 @@ impl Session {
         Ok(())
     }
 
-    /// `auth` on an anonymous connection: become that user (leaving every channel).
-    fn reauthenticate(&mut self, id: Option<i64>, token: &str) -> AppResult<()> {
-        if !self.who().anonymous {
-            return Err(AppError::bad_request("already authenticated"));
+    /// `auth` after the start: on an anonymous connection, become that user (leaving
+    /// every channel); otherwise a fresh token for the same user and role extends the
+    /// connection's life to the new token's expiry.
+    fn reauthenticate(&mut self, id: Option<i64>, token: &str, ctx: &mut Context<Self>) -> AppResult<()> {
+        let (identity, info) = self.state.chat.auth.verify_full(token)?;
+        let who = self.who();
+        if who.anonymous {
+            self.leave_all();
+            self.authenticated(identity, Some(info), ctx);
+            if self.identity.is_some() {
+                self.reply(id, Ok(Empty {}));
+            }
+            return Ok(());
         }
-        let identity = self.state.chat.auth.verify(token)?;
-        self.leave_all();
-        self.authenticated(identity);
+        if identity.user.id != who.user.id || identity.role != who.role || identity.entity != who.entity {
+            return Err(AppError::bad_request(
+                "already authenticated: a fresh token must be for the same user and role",
+            ));
+        }
+        let ver = self.token.map_or(0, |t| t.ver);
+        self.token = Some(TokenInfo { exp: info.exp, ver });
+        self.schedule_expiry(ctx);
         self.reply(id, Ok(Empty {}));
         Ok(())
     }
@@ -291,7 +353,8 @@ impl Actor for Session {
         self.outbox.set_notify(ctx.address().recipient());
         Metrics::inc(&self.state.metrics.connections_total);
         if let Some(identity) = self.identity.take() {
-            self.authenticated(identity);
+            let token = self.token;
+            self.authenticated(identity, token, ctx);
         }
         let settings = &self.state.chat.settings;
         ctx.run_interval(settings.heartbeat(), |act, ctx| act.heartbeat(ctx));
