@@ -1,16 +1,20 @@
 //! `GET /ws`: origin and credential checks, the upgrade, and the session actor.
 
 use actix::{Actor, AsyncContext};
-use actix_http::ws::{hash_key, verify_handshake};
+use actix_http::ws::{hash_key, verify_handshake, HandshakeError};
 use actix_web::{
-    http::{header, StatusCode},
-    web, HttpRequest, HttpResponse,
+    http::{
+        header::{self, HeaderValue},
+        StatusCode,
+    },
+    web, HttpRequest, HttpResponse, ResponseError,
 };
 
 use crate::{
     auth::{credential, Identity},
     conn::outbox::{OutboundBody, Outbox},
     error::AppError,
+    protocol::SUBPROTOCOL,
     session::{transport::FrameReader, Session},
     state::{AppState, Metrics},
 };
@@ -36,11 +40,37 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
         .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(&host))
 }
 
+/// A request that is not a WebSocket handshake the server can accept: 400, or 426 with
+/// the version it speaks (RFC 6455 §4.2.2).
+fn refuse_handshake(e: HandshakeError) -> HttpResponse {
+    let err = AppError::bad_request(format!("not a WebSocket handshake: {e}"));
+    let mut res = err.error_response();
+    if matches!(e, HandshakeError::UnsupportedVersion) {
+        *res.status_mut() = StatusCode::UPGRADE_REQUIRED;
+        res.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    res
+}
+
+/// Did the client offer [`SUBPROTOCOL`]? Offers may be comma-separated and spread over
+/// several `Sec-WebSocket-Protocol` headers.
+fn offers_subprotocol(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
 pub async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    if let Err(e) = verify_handshake(req.head()) {
+        return Ok(refuse_handshake(e));
+    }
     let s = &state.chat.settings;
     if !origin_allowed(&req, &s.allowed_origins) {
         return Err(AppError::forbidden("origin not allowed"));
@@ -61,7 +91,6 @@ pub async fn upgrade(
         // No credential yet: the first frame must be `auth` (within the auth timeout).
         None => None,
     };
-    verify_handshake(req.head()).map_err(|e| AppError::bad_request(format!("not a WebSocket handshake: {e}")))?;
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
@@ -88,8 +117,11 @@ pub async fn upgrade(
         ctx.add_stream(reader);
         session
     });
-    Ok(HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS)
-        .upgrade("websocket")
-        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))
-        .body(OutboundBody { outbox }))
+    let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    res.upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept));
+    if offers_subprotocol(&req) {
+        res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL));
+    }
+    Ok(res.body(OutboundBody { outbox }))
 }

@@ -388,6 +388,7 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
         self.last_seen = Instant::now();
         Metrics::inc(&self.state.metrics.frames_in);
         match item {
+            // UTF-8 checked by the decoder already; this only makes the `&str`.
             Ok(Incoming::Text(b)) => match std::str::from_utf8(&b) {
                 Ok(text) => self.on_text(text, ctx),
                 Err(_) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
@@ -403,13 +404,13 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
             }
             Ok(Incoming::Ping(p)) => self.outbox.pong(p),
             Ok(Incoming::Pong(_)) => {}
-            Ok(Incoming::Close(_)) => {
-                self.outbox.close(close::NORMAL, "", true);
-                ctx.stop();
-            }
+            // The decoder has refused invalid codes and reasons (1002, 1007); a valid
+            // close, with a code or without, is answered with 1000 and ends the session.
+            Ok(Incoming::Close(_)) => self.close(close::NORMAL, "", ctx),
             Err(ReadError::TooBig(n)) => {
                 self.close(close::TOO_BIG, &format!("frame larger than {n} bytes"), ctx);
             }
+            Err(ReadError::InvalidUtf8) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
             Err(ReadError::Protocol(e)) => {
                 log::debug!("session {}: {e}", self.id);
                 self.close(close::PROTOCOL_ERROR, "protocol error", ctx);
