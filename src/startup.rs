@@ -228,6 +228,15 @@ impl Application {
             .listen(listener)
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .run();
+        storage::retention::start(
+            state.chat.db.clone(),
+            storage::retention::RetentionConfig {
+                interval: std::time::Duration::from_secs_f64(settings.retention_interval_s),
+                batch: settings.retention_batch as i64,
+                upload_grace_ms: (settings.upload_grace_s * 1000.0) as i64,
+                upload_dir: settings.upload_dir(),
+            },
+        );
         release_memory_after_disconnects(state.chat.hub.clone());
         sweep_idle_feeds(state.chat.feeds.clone());
         let demo_stop = Arc::new(AtomicBool::new(false));

@@ -60,6 +60,33 @@ pub struct Policy {
     pub history_on_join: i64,
     /// Typing indicators and read markers make sense here.
     pub chat: bool,
+    /// How long stored history and tracks are kept (the retention task applies it).
+    pub retention: Retention,
+}
+
+/// Limits of what a namespace keeps; `None` keeps everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Stored messages older than this (ms) are removed.
+    pub max_age_ms: Option<i64>,
+    /// Only the newest this many stored messages of a channel are kept.
+    pub max_count: Option<i64>,
+    /// Track points older than this (ms) are removed.
+    pub track_max_age_ms: Option<i64>,
+}
+
+impl Retention {
+    /// Keeps everything (the default of every namespace).
+    pub const KEEP_ALL: Retention = Retention {
+        max_age_ms: None,
+        max_count: None,
+        track_max_age_ms: None,
+    };
+
+    /// Limits the stored history.
+    pub fn limits_history(&self) -> bool {
+        self.max_age_ms.is_some() || self.max_count.is_some()
+    }
 }
 
 impl Namespace {
@@ -111,6 +138,7 @@ impl Namespace {
                 conflate: false,
                 history_on_join: 50,
                 chat: true,
+                retention: Retention::KEEP_ALL,
             },
             Namespace::Ticker => Policy {
                 anonymous_read: true,
@@ -120,6 +148,7 @@ impl Namespace {
                 conflate: true,
                 history_on_join: 1,
                 chat: false,
+                retention: Retention::KEEP_ALL,
             },
             Namespace::Sports => Policy {
                 anonymous_read: true,
@@ -129,6 +158,7 @@ impl Namespace {
                 conflate: false,
                 history_on_join: 50,
                 chat: false,
+                retention: Retention::KEEP_ALL,
             },
             Namespace::Loc => Policy {
                 anonymous_read: false,
@@ -138,6 +168,7 @@ impl Namespace {
                 conflate: true,
                 history_on_join: 1,
                 chat: false,
+                retention: Retention::KEEP_ALL,
             },
         }
     }
@@ -155,6 +186,19 @@ pub struct PolicyOverride {
     pub presence: Option<bool>,
     pub conflate: Option<bool>,
     pub history_on_join: Option<i64>,
+    /// Stored messages older than this many seconds are removed (namespaces that store
+    /// every message).
+    pub history_max_age_s: Option<f64>,
+    /// Only the newest this many stored messages of a channel are kept (namespaces
+    /// that store every message).
+    pub history_max_count: Option<i64>,
+    /// Track points older than this many seconds are removed (`loc`).
+    pub track_max_age_s: Option<f64>,
+}
+
+/// Seconds as milliseconds; `None` unless positive and finite.
+fn age_ms(s: f64) -> Option<i64> {
+    (s.is_finite() && s > 0.0 && s < 1e12).then(|| ((s * 1000.0).ceil() as i64).max(1))
 }
 
 /// Builds the policy table from overrides keyed by namespace prefix.
@@ -191,6 +235,32 @@ pub fn build_policies(overrides: &HashMap<String, PolicyOverride>) -> Result<[Po
                 return Err(format!("policies: `{name}`.history_on_join must be within 0..=200"));
             }
             p.history_on_join = v;
+        }
+        if o.history_max_age_s.is_some() || o.history_max_count.is_some() {
+            if p.storage != Storage::Every {
+                return Err(format!(
+                    "policies: `{name}` keeps no history; history_max_age_s and history_max_count apply to room, dm and sports"
+                ));
+            }
+            if let Some(v) = o.history_max_age_s {
+                p.retention.max_age_ms =
+                    Some(age_ms(v).ok_or_else(|| format!("policies: `{name}`.history_max_age_s must be positive"))?);
+            }
+            if let Some(v) = o.history_max_count {
+                if v < 1 {
+                    return Err(format!("policies: `{name}`.history_max_count must be at least 1"));
+                }
+                p.retention.max_count = Some(v);
+            }
+        }
+        if let Some(v) = o.track_max_age_s {
+            if p.storage != Storage::LastValueAndTrack {
+                return Err(format!(
+                    "policies: `{name}` keeps no track; track_max_age_s applies to loc"
+                ));
+            }
+            p.retention.track_max_age_ms =
+                Some(age_ms(v).ok_or_else(|| format!("policies: `{name}`.track_max_age_s must be positive"))?);
         }
     }
     Ok(table)
@@ -441,6 +511,65 @@ mod tests {
             },
         );
         assert!(build_policies(&o).is_err());
+    }
+
+    #[test]
+    fn retention_overrides() {
+        let one = |ns: &str, o: PolicyOverride| build_policies(&HashMap::from([(ns.to_string(), o)]));
+        assert_eq!(Namespace::Room.policy().retention, Retention::KEEP_ALL);
+        let t = one(
+            "room",
+            PolicyOverride {
+                history_max_age_s: Some(1.5),
+                history_max_count: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let r = t[Namespace::Room as usize].retention;
+        assert_eq!((r.max_age_ms, r.max_count), (Some(1500), Some(100)));
+        assert_eq!(t[Namespace::Dm as usize].retention, Retention::KEEP_ALL);
+        let t = one(
+            "loc",
+            PolicyOverride {
+                track_max_age_s: Some(60.0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(t[Namespace::Loc as usize].retention.track_max_age_ms, Some(60_000));
+        for (ns, bad) in [
+            (
+                "ticker",
+                PolicyOverride {
+                    history_max_count: Some(5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "room",
+                PolicyOverride {
+                    history_max_count: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "dm",
+                PolicyOverride {
+                    history_max_age_s: Some(-1.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "room",
+                PolicyOverride {
+                    track_max_age_s: Some(5.0),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            assert!(one(ns, bad).is_err(), "{ns}");
+        }
     }
 
     #[test]

@@ -109,6 +109,14 @@ pub struct Settings {
     pub upload_quota_bytes: u64,
     /// Uploads one user may make per hour.
     pub uploads_per_hour: u32,
+    /// Uploads that no stored message refers to are removed this long after their
+    /// upload (seconds; fractions allowed, for tests).
+    pub upload_grace_s: f64,
+    /// How often the retention task runs (seconds): history limits of the namespace
+    /// policies, track age, unreferenced uploads.
+    pub retention_interval_s: f64,
+    /// Rows the retention task deletes per statement (each its own short transaction).
+    pub retention_batch: usize,
     /// Location track: store at most one point per entity per this many seconds ...
     pub track_min_interval_s: f64,
     /// ... unless it moved at least this many metres.
@@ -171,6 +179,9 @@ impl Default for Settings {
             upload_dir: None,
             upload_quota_bytes: 1024 * 1024 * 1024,
             uploads_per_hour: 120,
+            upload_grace_s: 86_400.0,
+            retention_interval_s: 60.0,
+            retention_batch: 1000,
             track_min_interval_s: 5.0,
             track_min_distance_m: 25.0,
             feed_idle_s: 86_400.0,
@@ -259,6 +270,11 @@ impl Settings {
         pos("publisher_rate", self.publisher_rate)?;
         pos("presence_refresh_s", self.presence_refresh_s)?;
         pos("feed_idle_s", self.feed_idle_s)?;
+        pos("upload_grace_s", self.upload_grace_s)?;
+        pos("retention_interval_s", self.retention_interval_s)?;
+        if !(1..=100_000).contains(&self.retention_batch) {
+            return Err(sources.bad_value("retention_batch", self.retention_batch.to_string()));
+        }
         if self.max_message_bytes < 64 {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }

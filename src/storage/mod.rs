@@ -8,6 +8,8 @@
 //! * [`writer`] – the single writer thread that group-commits publishes, edits,
 //!   deletes, read markers and memberships, and reports what it committed into a
 //!   [`writer::CommitSink`] (storage knows nothing of its consumers).
+//! * [`retention`] – the background task that removes old history, old track points
+//!   and unreferenced uploads in small batches.
 //!
 //! Queries go through diesel's `MultiConnection` ([`Conn`]), so one query builder
 //! serves both backends; they stay portable (no upserts: a unique violation is caught
@@ -15,6 +17,7 @@
 
 pub mod models;
 pub mod queries;
+pub mod retention;
 pub mod schema;
 pub mod writer;
 

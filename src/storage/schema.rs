@@ -138,3 +138,13 @@ diesel::table! {
         reason -> Text,
     }
 }
+
+diesel::table! {
+    upload_refs (channel, seq, upload) {
+        channel -> Text,
+        seq -> BigInt,
+        upload -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(uploads, upload_refs);

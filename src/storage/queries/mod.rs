@@ -320,8 +320,8 @@ pub struct JoinRead<'a> {
 }
 
 /// The join read: with `since`, every message after it when possible (as many as fit
-/// the budget, with `more` when cut; else `recovered:false` and the newest `limit`);
-/// without, the newest `limit`.
+/// the budget, with `more` when cut; else, also when retention removed some of them,
+/// `recovered:false` and the newest `limit`); without, the newest `limit`.
 pub fn join_snapshot(c: &mut Conn, channel: &str, r: &JoinRead) -> AppResult<JoinSnapshot> {
     c.transaction(|c| {
         let (top, cur_epoch) = channel_top(c, channel)?;
@@ -332,9 +332,21 @@ pub fn join_snapshot(c: &mut Conn, channel: &str, r: &JoinRead) -> AppResult<Joi
             };
             epoch_ok && since <= top && top - since <= r.recovery_limit
         });
-        let page = match (recovered, r.since) {
-            (Some(true), Some(since)) => history(c, channel, From::After(since), r.recovery_limit, r.budget)?,
-            _ => Page {
+        let mut recovered = recovered;
+        let mut page = None;
+        if let (Some(true), Some(since)) = (recovered, r.since) {
+            let p = history(c, channel, From::After(since), r.recovery_limit, r.budget)?;
+            // Retention may have removed messages after `since`: those cannot be
+            // recovered (what is kept starts later than the client's next seq).
+            if since == top || p.messages.first().is_some_and(|m| m.seq == since + 1) {
+                page = Some(p);
+            } else {
+                recovered = Some(false);
+            }
+        }
+        let page = match page {
+            Some(p) => p,
+            None => Page {
                 more: false,
                 ..history(c, channel, From::Newest, r.limit, r.budget)?
             },

@@ -39,6 +39,8 @@ pub(super) enum Effect {
 struct Txn<'a> {
     /// Messages to insert (together) before any other op.
     pending: Vec<sql::NewMessage>,
+    /// Their references to uploads, inserted with them.
+    refs: Vec<sql::NewRef>,
     /// Locked seq counters by channel.
     tops: HashMap<Arc<str>, Top>,
     /// (seq, ts) of the messages with a `client_id` of this batch that are stored:
@@ -55,6 +57,8 @@ impl Txn<'_> {
     fn flush(&mut self, c: &mut Conn) -> diesel::QueryResult<()> {
         sql::insert_messages(c, &self.pending)?;
         self.pending.clear();
+        sql::insert_refs(c, &self.refs)?;
+        self.refs.clear();
         Ok(())
     }
 
@@ -101,6 +105,7 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
     keys.dedup();
     let mut t = Txn {
         pending: Vec::with_capacity(batch.len()),
+        refs: Vec::new(),
         tops,
         dedupe: sql::find_client_ids(c, &keys)?,
         known,
@@ -127,6 +132,14 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
                     diesel::update(messages::table.find((&*channel.full, *seq)))
                         .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
                         .execute(c)?;
+                    if let Some(upload) = sql::upload_of(data) {
+                        let r = sql::NewRef {
+                            channel: sql::SharedText(channel.full.clone()),
+                            seq: *seq,
+                            upload,
+                        };
+                        sql::insert_refs(c, &[r])?;
+                    }
                     Effect::Edited {
                         from: author,
                         edited_ts: now,
@@ -139,6 +152,12 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
                     diesel::update(messages::table.find((&*channel.full, *seq)))
                         .set((messages::deleted.eq(true), messages::data.eq("{}")))
                         .execute(c)?;
+                    diesel::delete(
+                        upload_refs::table
+                            .filter(upload_refs::channel.eq(&*channel.full))
+                            .filter(upload_refs::seq.eq(*seq)),
+                    )
+                    .execute(c)?;
                     Effect::Deleted
                 }
             },
@@ -228,6 +247,13 @@ fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Eff
         client_id: req.client_id.clone().map(sql::SharedText),
         data: sql::JsonText(req.data.clone()),
     });
+    if let Some(upload) = sql::upload_of(&req.data) {
+        t.refs.push(sql::NewRef {
+            channel: sql::SharedText(ch.clone()),
+            seq,
+            upload,
+        });
+    }
     if let Some(key) = key {
         t.dedupe.insert(key, (seq, ts));
     }

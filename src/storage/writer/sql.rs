@@ -130,6 +130,44 @@ pub(super) fn insert_messages(c: &mut Conn, mut rows: &[NewMessage]) -> QueryRes
     Ok(())
 }
 
+/// A stored message's reference to an upload (kept while the message is).
+#[derive(Insertable)]
+#[diesel(table_name = upload_refs)]
+pub(super) struct NewRef {
+    pub channel: SharedText,
+    pub seq: i64,
+    pub upload: String,
+}
+
+/// Records references (one cached statement per row: file messages are few).
+pub(super) fn insert_refs(c: &mut Conn, rows: &[NewRef]) -> QueryResult<()> {
+    for row in rows {
+        native!(c, |c| diesel::insert_into(upload_refs::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// The upload a message refers to: the name in a `url` of `/uploads/<name>` (the rule
+/// of file messages; any message with such a `url` keeps its upload).
+pub(super) fn upload_of(data: &RawValue) -> Option<String> {
+    let text = data.get();
+    if !text.contains("/uploads/") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Url {
+        url: Option<String>,
+    }
+    let url = serde_json::from_str::<Url>(text).ok()?.url?;
+    let name = url.strip_prefix("/uploads/")?;
+    let plausible =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    plausible.then(|| name.to_string())
+}
+
 /// (channel, sender id, client_id) of a message.
 pub(super) type ClientIdKey = (Arc<str>, Arc<str>, Arc<str>);
 
