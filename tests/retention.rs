@@ -78,6 +78,7 @@ fn count_limit(db: Option<&PgDb>) {
             trimmed_meanwhile |= h.first().is_some_and(|&first| first > 1);
         }
     }
+    eprintln!("{seq} publishes, slowest ack {worst:?}");
     assert!(
         worst < Duration::from_millis(500),
         "a publish waited {worst:?} for its ack"
@@ -273,4 +274,52 @@ fn unreferenced_uploads_go_after_the_grace_period_and_free_the_quota() {
 fn unreferenced_uploads_go_after_the_grace_period_and_free_the_quota_postgres() {
     let Some(db) = PgDb::create() else { return };
     uploads(Some(&db));
+}
+
+// ---------------------------------------------------------------------------------------
+// Track points
+// ---------------------------------------------------------------------------------------
+
+fn track_len(s: &TestServer, token: &str, entity: &str) -> usize {
+    let (st, j) = s.get(&format!("/api/locations/{entity}/track?limit=10000"), Some(token));
+    assert_eq!(st, 200, "{j}");
+    j["points"].as_array().map_or(0, |p| p.len())
+}
+
+fn track_age(db: Option<&PgDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(
+        db,
+        dir.path(),
+        "[policies.loc]\ntrack_max_age_s = 1.5\n",
+        &[("CHAT_TRACK_MIN_INTERVAL_S", "0"), ("CHAT_TRACK_MIN_DISTANCE_M", "0")],
+    );
+    let fleet = s.mint("fleet", "fleet", "publisher", 3600);
+    let viewer = s.mint("viewer", "viewer", "user", 3600);
+    let mut c = s.ws(&fleet);
+    let point = |c: &mut WsClient, i: usize| {
+        c.ok(json!({"op":"publish","channel":"loc:walker","data":{"lat":50.0 + i as f64 * 0.001,"lon":8.0}}));
+    };
+    for i in 0..30 {
+        point(&mut c, i);
+    }
+    assert!(wait_until(secs(10.0), || track_len(&s, &viewer, "walker") == 30));
+    assert!(
+        wait_until(secs(10.0), || track_len(&s, &viewer, "walker") == 0),
+        "{} points left",
+        track_len(&s, &viewer, "walker")
+    );
+    point(&mut c, 30);
+    assert!(wait_until(secs(10.0), || track_len(&s, &viewer, "walker") == 1));
+}
+
+#[test]
+fn track_points_older_than_the_age_limit_go() {
+    track_age(None);
+}
+
+#[test]
+fn track_points_older_than_the_age_limit_go_postgres() {
+    let Some(db) = PgDb::create() else { return };
+    track_age(Some(&db));
 }
