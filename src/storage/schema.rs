@@ -138,3 +138,13 @@ diesel::table! {
         reason -> Text,
     }
 }
+
+diesel::table! {
+    mutes (channel, user_id) {
+        channel -> Text,
+        user_id -> Text,
+        until_ms -> BigInt,
+        reason -> Text,
+        muted_by -> Text,
+    }
+}
