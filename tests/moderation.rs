@@ -229,4 +229,31 @@ fn admins_see_who_is_connected() {
     assert_eq!(body["users"][0]["id"], bob.id, "most connections first: {body}");
     assert_eq!(body["users"][0]["connections"], 2, "{body}");
     assert_eq!(body["users"][1]["name"], "carol", "{body}");
+
+    // The console's live figures over the WebSocket.
+    let mut b = s.ws_user(&bob);
+    assert_eq!(b.err(json!({"op":"admin_stats"})), "forbidden");
+    b.ok(json!({"op":"join","channel":"room:hall"}));
+    b.ok(json!({"op":"publish","channel":"room:hall","data":text_msg("hi")}));
+    let mut a = s.ws(&admin(&s));
+    let st = a.ok(json!({"op":"admin_stats"}));
+    assert_eq!(
+        (st["connections"].as_u64(), st["users"].as_u64()),
+        (Some(5), Some(3)),
+        "{st}"
+    );
+    assert_eq!(st["busiest"][0]["channel"], "room:hall", "{st}");
+    assert_eq!(st["busiest"][0]["seq"], 1, "{st}");
+    assert!(st["messages_out"].as_u64().unwrap() >= 1, "{st}");
+    let (st, body) = s.get("/api/admin/config", Some(&admin(&s)));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["settings"]["jwt_secret"]
+            .as_str()
+            .map(|s| s.starts_with("(hidden")),
+        Some(true),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(TEST_SECRET));
+    assert_eq!(s.get("/api/admin/config", Some(&bob.token)).0, 403);
 }

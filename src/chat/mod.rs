@@ -24,6 +24,7 @@
 //! events it caused; the rest are `async` functions returning their result.
 
 pub mod accounts;
+pub mod admin;
 pub mod blocks;
 pub mod edit;
 pub mod history;

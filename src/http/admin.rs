@@ -16,6 +16,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/bans", web::get().to(bans))
         .route("/admin/audit", web::get().to(audit))
         .route("/admin/connections", web::get().to(connections))
+        .route("/admin/config", web::get().to(config))
         .route("/rooms/{name}/mutes/{user}", web::put().to(mute))
         .route("/rooms/{name}/mutes/{user}", web::delete().to(unmute));
 }
@@ -106,4 +107,12 @@ async fn unmute(
     let (room, user) = path.into_inner();
     moderation::unmute(&state.chat, &who, &format!("room:{room}"), &user).await?;
     Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// The effective configuration, secrets hidden.
+async fn config(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {
+    if who.role != crate::auth::Role::Admin || who.anonymous {
+        return Err(crate::error::AppError::forbidden("admins only"));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "settings": state.chat.settings.redacted() })))
 }
