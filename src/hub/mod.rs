@@ -346,6 +346,11 @@ pub struct Remote {
 #[rtype(result = "ShardStats")]
 pub struct Stats;
 
+/// The `n` channels of a shard with the most members: (channel, members, top seq).
+#[derive(ActixMessage)]
+#[rtype(result = "Vec<(Arc<str>, usize, i64)>")]
+pub struct Busiest(pub usize);
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardStats {
     pub channels: usize,

@@ -140,6 +140,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    mutes (channel, user_id) {
+        channel -> Text,
+        user_id -> Text,
+        until_ms -> BigInt,
+        reason -> Text,
+        muted_by -> Text,
+    }
+}
+
+diesel::table! {
     upload_refs (channel, seq, upload) {
         channel -> Text,
         seq -> BigInt,

@@ -24,3 +24,12 @@ CREATE TABLE audit_log (
     reason TEXT NOT NULL
 );
 CREATE INDEX audit_log_at ON audit_log (at);
+-- Users muted in a room until a time: their publishes there are refused.
+CREATE TABLE mutes (
+    channel TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    until_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    muted_by TEXT NOT NULL,
+    PRIMARY KEY (channel, user_id)
+);
