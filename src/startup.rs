@@ -142,7 +142,7 @@ impl Application {
                 .await
                 .map_err(|e| StartError::Other(e.message))?,
         );
-        follow_changes(db.clone(), hub.clone(), last_change, mutes.clone());
+        follow_changes(db.clone(), hub.clone(), writer.clone(), last_change, mutes.clone());
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -358,7 +358,7 @@ const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Applies the change log (token revocations, bans, unbans) from `after` on, and
 /// refreshes the mutes in force, forever.
-fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
+fn follow_changes(db: Db, hub: Hub, writer: writer::WriterHandle, mut after: i64, mutes: Arc<Mutes>) {
     actix::spawn(async move {
         let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
         loop {
@@ -367,6 +367,14 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
             match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
                 Ok(changes) => {
                     for (id, user, change) in changes {
+                        if let queries::Change::Unmember(channel) = &change {
+                            // This node's writer forgets the membership it remembered.
+                            writer.submit(writer::WriteOp::RemoveMember {
+                                channel: channel.as_str().into(),
+                                user_id: user.as_str().into(),
+                                ack: crate::conn::Ack::None,
+                            });
+                        }
                         hub.apply_change(&user, change);
                         after = id;
                     }

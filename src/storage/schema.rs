@@ -124,6 +124,7 @@ diesel::table! {
         user_id -> Text,
         kind -> Text,
         version -> Integer,
+        channel -> Text,
         created_at -> BigInt,
     }
 }
