@@ -20,7 +20,10 @@ use crate::{
         Broker, LocalBroker,
     },
     channels::Namespace,
-    chat::{moderation::Mutes, Chat, Limits},
+    chat::{
+        moderation::{Archived, Mutes},
+        Chat, Limits,
+    },
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::{self, ws::ConnFd},
@@ -136,13 +139,25 @@ impl Application {
             .run(queries::last_revocation)
             .await
             .map_err(|e| StartError::Other(e.message))?;
+        let archived: Arc<Archived> = Arc::default();
+        archived.replace(
+            db.run(queries::archived_rooms)
+                .await
+                .map_err(|e| StartError::Other(e.message))?,
+        );
         let mutes: Arc<Mutes> = Arc::default();
         mutes.replace(
             db.run(queries::active_mutes)
                 .await
                 .map_err(|e| StartError::Other(e.message))?,
         );
-        follow_changes(db.clone(), hub.clone(), writer.clone(), last_change, mutes.clone());
+        follow_changes(
+            db.clone(),
+            hub.clone(),
+            writer.clone(),
+            last_change,
+            (mutes.clone(), archived.clone()),
+        );
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -178,6 +193,7 @@ impl Application {
                 )),
                 settings: settings.clone(),
                 mutes,
+                archived,
                 db,
                 writer,
                 hub,
@@ -358,7 +374,13 @@ const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Applies the change log (token revocations, bans, unbans) from `after` on, and
 /// refreshes the mutes in force, forever.
-fn follow_changes(db: Db, hub: Hub, writer: writer::WriterHandle, mut after: i64, mutes: Arc<Mutes>) {
+fn follow_changes(
+    db: Db,
+    hub: Hub,
+    writer: writer::WriterHandle,
+    mut after: i64,
+    (mutes, archived): (Arc<Mutes>, Arc<Archived>),
+) {
     actix::spawn(async move {
         let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
         loop {
@@ -384,6 +406,10 @@ fn follow_changes(db: Db, hub: Hub, writer: writer::WriterHandle, mut after: i64
             match db.run(queries::active_mutes).await {
                 Ok(rows) => mutes.replace(rows),
                 Err(e) => log::warn!("reading the mutes: {}", e.message),
+            }
+            match db.run(queries::archived_rooms).await {
+                Ok(rows) => archived.replace(rows),
+                Err(e) => log::warn!("reading the archived rooms: {}", e.message),
             }
         }
     });
