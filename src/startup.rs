@@ -20,7 +20,10 @@ use crate::{
         Broker, LocalBroker,
     },
     channels::Namespace,
-    chat::{moderation::Mutes, Chat, Limits},
+    chat::{
+        moderation::{Archived, Mutes},
+        Chat, Limits,
+    },
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::{self, ws::ConnFd},
@@ -136,13 +139,25 @@ impl Application {
             .run(queries::last_revocation)
             .await
             .map_err(|e| StartError::Other(e.message))?;
+        let archived: Arc<Archived> = Arc::default();
+        archived.replace(
+            db.run(queries::archived_rooms)
+                .await
+                .map_err(|e| StartError::Other(e.message))?,
+        );
         let mutes: Arc<Mutes> = Arc::default();
         mutes.replace(
             db.run(queries::active_mutes)
                 .await
                 .map_err(|e| StartError::Other(e.message))?,
         );
-        follow_changes(db.clone(), hub.clone(), last_change, mutes.clone());
+        follow_changes(
+            db.clone(),
+            hub.clone(),
+            writer.clone(),
+            last_change,
+            (mutes.clone(), archived.clone()),
+        );
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -178,6 +193,7 @@ impl Application {
                 )),
                 settings: settings.clone(),
                 mutes,
+                archived,
                 db,
                 writer,
                 hub,
@@ -367,7 +383,13 @@ const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Applies the change log (token revocations, bans, unbans) from `after` on, and
 /// refreshes the mutes in force, forever.
-fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
+fn follow_changes(
+    db: Db,
+    hub: Hub,
+    writer: writer::WriterHandle,
+    mut after: i64,
+    (mutes, archived): (Arc<Mutes>, Arc<Archived>),
+) {
     actix::spawn(async move {
         let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
         loop {
@@ -376,6 +398,14 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
             match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
                 Ok(changes) => {
                     for (id, user, change) in changes {
+                        if let queries::Change::Unmember(channel) = &change {
+                            // This node's writer forgets the membership it remembered.
+                            writer.submit(writer::WriteOp::RemoveMember {
+                                channel: channel.as_str().into(),
+                                user_id: user.as_str().into(),
+                                ack: crate::conn::Ack::None,
+                            });
+                        }
                         hub.apply_change(&user, change);
                         after = id;
                     }
@@ -385,6 +415,10 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
             match db.run(queries::active_mutes).await {
                 Ok(rows) => mutes.replace(rows),
                 Err(e) => log::warn!("reading the mutes: {}", e.message),
+            }
+            match db.run(queries::archived_rooms).await {
+                Ok(rows) => archived.replace(rows),
+                Err(e) => log::warn!("reading the archived rooms: {}", e.message),
             }
         }
     });

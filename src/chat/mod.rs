@@ -70,6 +70,8 @@ pub struct Chat {
     pub passwords: Arc<PasswordWork>,
     /// Mutes in force.
     pub mutes: Arc<moderation::Mutes>,
+    /// Archived (read-only) rooms.
+    pub archived: Arc<moderation::Archived>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

@@ -186,6 +186,18 @@ impl Hub {
             Change::Unban => {
                 self.versions.set_banned(user, false);
             }
+            Change::Unmember(channel) => self.remove_from_channel(user, &channel),
+        }
+    }
+
+    /// Takes the user's connections on this node out of `channel` (removed from its
+    /// members), telling each with a `removed` event.
+    pub fn remove_from_channel(&self, user: &str, channel: &str) {
+        let channel: Arc<str> = channel.into();
+        let frame = crate::protocol::removed_event(&channel);
+        for c in self.registry.connections(user) {
+            c.outbox.push(frame.clone());
+            self.unsubscribe(c.id, [channel.clone()]);
         }
     }
 
