@@ -194,6 +194,7 @@ impl Application {
                 settings: settings.clone(),
                 mutes,
                 archived,
+                calls: Arc::new(crate::chat::calls::Calls::new(settings.ring_timeout())),
                 db,
                 writer,
                 hub,
@@ -212,6 +213,7 @@ impl Application {
             .local_addr()
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
         let json_limit = (4 << 20).max(settings.max_message_bytes * 2);
+        end_stale_calls(state.chat.clone());
         let app_state = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || {
             App::new()
@@ -419,6 +421,23 @@ fn follow_changes(
             match db.run(queries::archived_rooms).await {
                 Ok(rows) => archived.replace(rows),
                 Err(e) => log::warn!("reading the archived rooms: {}", e.message),
+            }
+        }
+    });
+}
+
+/// Ends calls that rang unanswered for 30 s (missed) and writes their records; one
+/// sweep a second over the bounded call table.
+fn end_stale_calls(chat: Chat) {
+    actix::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if chat.calls.is_empty() {
+                continue;
+            }
+            for record in chat.calls.expire(std::time::Instant::now()) {
+                crate::chat::signal::write_record(&chat, record);
             }
         }
     });

@@ -237,31 +237,36 @@ fn uploads(db: Option<&PgDb>) {
         ],
     );
     let alice = s.user("alice");
-    let kilo = vec![b'x'; 1000];
-    let (st, a) = upload(&s, &alice.token, &kilo);
-    assert_eq!(st, 201, "{a}");
-    let (st, b) = upload(&s, &alice.token, &kilo);
-    assert_eq!(st, 201, "{b}");
-    let (kept, unused) = (name_of(&a), name_of(&b));
+    let (kilo, small) = (vec![b'x'; 1000], vec![b'y'; 600]);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let (st, j) = upload(&s, &alice.token, &small);
+        assert_eq!(st, 201, "{j}");
+        names.push(name_of(&j));
+    }
+    let (video, poster, unused) = (names[0].clone(), names[1].clone(), names[2].clone());
     let mut c = s.ws_user(&alice);
-    let file = json!({"type":"file","url":format!("/uploads/{kept}"),"name":"f.txt","size":1000});
-    let p = c.ok(json!({"op":"publish","channel":"room:files","data":file}));
-    // 2,000 of 2,500 bytes used.
+    let data = json!({"type":"video","url":format!("/uploads/{video}"),"poster":format!("/uploads/{poster}")});
+    let p = c.ok(json!({"op":"publish","channel":"room:files","data":data}));
+    // 1,800 of 2,500 bytes used.
     assert_eq!(upload(&s, &alice.token, &kilo).0, 413);
     // Past the grace period the unreferenced upload goes, file and quota.
     assert!(
         wait_until(secs(10.0), || !up_dir.join(&unused).exists()),
         "{unused} still there"
     );
-    assert!(up_dir.join(&kept).exists(), "a referenced upload was removed");
+    for kept in [&video, &poster] {
+        assert!(up_dir.join(kept).exists(), "a referenced upload was removed");
+        assert_eq!(s.http_get(&format!("/uploads/{kept}"), None).0, 200);
+    }
     let (st, _) = upload(&s, &alice.token, &kilo);
     assert_eq!(st, 201, "the removed upload's bytes were not freed");
-    assert_eq!(s.http_get(&format!("/uploads/{kept}"), None).0, 200);
-    // Once its message is deleted, no message refers to it any more.
+    // Once its message is deleted, no message refers to them any more.
     c.ok(json!({"op":"delete","channel":"room:files","seq":p["seq"]}));
     assert!(
-        wait_until(secs(10.0), || !up_dir.join(&kept).exists()),
-        "{kept} still there after its message was deleted"
+        wait_until(secs(10.0), || !up_dir.join(&video).exists()
+            && !up_dir.join(&poster).exists()),
+        "uploads still there after their message was deleted"
     );
 }
 

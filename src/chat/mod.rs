@@ -26,6 +26,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod blocks;
+pub mod calls;
 pub mod edit;
 pub mod history;
 pub mod join;
@@ -72,6 +73,8 @@ pub struct Chat {
     pub mutes: Arc<moderation::Mutes>,
     /// Archived (read-only) rooms.
     pub archived: Arc<moderation::Archived>,
+    /// Calls in progress.
+    pub calls: Arc<calls::Calls>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

@@ -126,6 +126,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_ROOMS_PER_HOUR", "rooms_per_hour", number::<u32>),
     var("CHAT_SIGNAL_MAX_BYTES", "signal_max_bytes", number::<usize>),
     var("CHAT_RINGS_PER_MIN", "rings_per_min", number::<u32>),
+    var("CHAT_RING_TIMEOUT_S", "ring_timeout_s", number::<f64>),
     var("CHAT_MAX_CONNS_PER_USER", "max_conns_per_user", number::<u32>),
     var("CHAT_MAX_CONNS_PER_ADDRESS", "max_conns_per_address", number::<u32>),
     var(
@@ -141,6 +142,8 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_DB_POOL_SIZE", "db_pool_size", number::<u32>),
     var("CHAT_MAX_UPLOAD_BYTES", "max_upload_bytes", number::<usize>),
     var("CHAT_UPLOAD_DIR", "upload_dir", text),
+    var("CHAT_VOICE_MAX_S", "voice_max_s", number::<f64>),
+    var("CHAT_VIDEO_MESSAGE_MAX_S", "video_message_max_s", number::<f64>),
     var("CHAT_UPLOAD_QUOTA_BYTES", "upload_quota_bytes", number::<u64>),
     var("CHAT_UPLOADS_PER_HOUR", "uploads_per_hour", number::<u32>),
     var("CHAT_UPLOAD_GRACE_S", "upload_grace_s", number::<f64>),

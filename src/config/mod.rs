@@ -81,6 +81,8 @@ pub struct Settings {
     pub signal_max_bytes: usize,
     /// Rings (`signal` of kind `ring`) one user may send another per minute.
     pub rings_per_min: u32,
+    /// A call ringing this long unanswered ends as missed.
+    pub ring_timeout_s: f64,
     /// WebSocket connections one user may hold open on a node (0: no limit).
     pub max_conns_per_user: u32,
     /// WebSocket connections one client address may hold open on a node (0: no limit).
@@ -106,6 +108,10 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// Where uploads are stored (default: `<data_dir>/uploads`).
     pub upload_dir: Option<PathBuf>,
+    /// Longest voice message (`audio` with `duration_ms`), seconds.
+    pub voice_max_s: f64,
+    /// Longest video message, seconds.
+    pub video_message_max_s: f64,
     /// Bytes of uploads one user may keep.
     pub upload_quota_bytes: u64,
     /// Uploads one user may make per hour.
@@ -167,6 +173,7 @@ impl Default for Settings {
             rooms_per_hour: 20,
             signal_max_bytes: 16 * 1024,
             rings_per_min: 6,
+            ring_timeout_s: 30.0,
             max_conns_per_user: 100,
             max_conns_per_address: 2000,
             handshakes_per_min_per_address: 600,
@@ -178,6 +185,8 @@ impl Default for Settings {
             db_pool_size: 8,
             max_upload_bytes: 10 * 1024 * 1024,
             upload_dir: None,
+            voice_max_s: 300.0,
+            video_message_max_s: 60.0,
             upload_quota_bytes: 1024 * 1024 * 1024,
             uploads_per_hour: 120,
             upload_grace_s: 86_400.0,
@@ -271,6 +280,9 @@ impl Settings {
         pos("publisher_rate", self.publisher_rate)?;
         pos("presence_refresh_s", self.presence_refresh_s)?;
         pos("feed_idle_s", self.feed_idle_s)?;
+        pos("ring_timeout_s", self.ring_timeout_s)?;
+        pos("voice_max_s", self.voice_max_s)?;
+        pos("video_message_max_s", self.video_message_max_s)?;
         pos("upload_grace_s", self.upload_grace_s)?;
         pos("retention_interval_s", self.retention_interval_s)?;
         if !(1..=100_000).contains(&self.retention_batch) {
@@ -315,6 +327,10 @@ impl Settings {
 
     pub fn feed_idle(&self) -> Duration {
         Duration::from_secs_f64(self.feed_idle_s)
+    }
+
+    pub fn ring_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.ring_timeout_s)
     }
 
     pub fn auth_timeout(&self) -> Duration {

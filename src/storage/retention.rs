@@ -353,12 +353,13 @@ mod tests {
                ('room:a', 1, 0, 'u', 'u', '{"type":"file","url":"/uploads/0123456789abcdef0123456789abcdef.bin"}'),
                ('room:a', 2, 0, 'u', 'u', '{"type":"text","text":"see /uploads/x"}'),
                ('room:a', 3, 0, 'u', 'u', '{"type":"image","url":"/uploads/ffffffffffffffffffffffffffffffff.png","w":1}'),
-               ('room:a', 4, 0, 'u', 'u', '{}')"#,
+               ('room:a', 4, 0, 'u', 'u', '{}'),
+               ('room:a', 5, 0, 'u', 'u', '{"type":"video","url":"/uploads/0000000000000000000000000000000a.webm","poster":"/uploads/0000000000000000000000000000000b.png"}')"#,
         )
         .unwrap();
         c.batch_execute(backfill).unwrap();
         let refs: Vec<(i64, String)> = upload_refs::table
-            .order(upload_refs::seq)
+            .order((upload_refs::seq, upload_refs::upload))
             .select((upload_refs::seq, upload_refs::upload))
             .load(&mut c)
             .unwrap();
@@ -366,7 +367,9 @@ mod tests {
             refs,
             vec![
                 (1, "0123456789abcdef0123456789abcdef.bin".to_string()),
-                (3, "ffffffffffffffffffffffffffffffff.png".to_string())
+                (3, "ffffffffffffffffffffffffffffffff.png".to_string()),
+                (5, "0000000000000000000000000000000a.webm".to_string()),
+                (5, "0000000000000000000000000000000b.png".to_string())
             ]
         );
     }

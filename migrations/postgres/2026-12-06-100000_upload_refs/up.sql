@@ -8,11 +8,15 @@ CREATE TABLE upload_refs (
     PRIMARY KEY (channel, seq, upload)
 );
 CREATE INDEX upload_refs_upload ON upload_refs (upload);
--- The references of messages stored before this table (read off the JSON text: a cast
--- to jsonb would fail on text it refuses, such as \u0000).
+-- The references (`url`, and a video's `poster`) of messages stored before this table
+-- (read off the JSON text: a cast to jsonb would fail on text it refuses, such as
+-- \u0000).
 INSERT INTO upload_refs (channel, seq, upload)
-    SELECT channel, seq, substring(data from '"url"\s*:\s*"/uploads/([0-9a-z.]+)"')
-    FROM messages
-    WHERE data LIKE '%/uploads/%'
-      AND substring(data from '"url"\s*:\s*"/uploads/([0-9a-z.]+)"') IS NOT NULL
+    SELECT channel, seq, upload FROM (
+        SELECT m.channel, m.seq,
+               substring(m.data from '"' || f.field || '"\s*:\s*"/uploads/([0-9a-z.]+)"') AS upload
+        FROM messages m, (VALUES ('url'), ('poster')) AS f(field)
+        WHERE m.data LIKE '%/uploads/%'
+    ) found
+    WHERE upload IS NOT NULL
 ON CONFLICT DO NOTHING;

@@ -8,11 +8,11 @@ CREATE TABLE upload_refs (
     PRIMARY KEY (channel, seq, upload)
 );
 CREATE INDEX upload_refs_upload ON upload_refs (upload);
--- The references of messages stored before this table.
+-- The references (`url`, and a video's `poster`) of messages stored before this table.
 INSERT OR IGNORE INTO upload_refs (channel, seq, upload)
-    SELECT channel, seq, substr(json_extract(data, '$.url'), 10)
-    FROM messages
-    WHERE data LIKE '%/uploads/%'
-      AND json_valid(data)
-      AND json_type(data, '$.url') = 'text'
-      AND json_extract(data, '$.url') LIKE '/uploads/_%';
+    SELECT m.channel, m.seq, substr(json_extract(m.data, f.path), 10)
+    FROM messages m, (SELECT '$.url' AS path UNION ALL SELECT '$.poster') f
+    WHERE m.data LIKE '%/uploads/%'
+      AND json_valid(m.data)
+      AND json_type(m.data, f.path) = 'text'
+      AND json_extract(m.data, f.path) LIKE '/uploads/_%';

@@ -133,14 +133,15 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
                     diesel::update(messages::table.find((&*channel.full, *seq)))
                         .set((messages::data.eq(data.get()), messages::edited_ts.eq(Some(now))))
                         .execute(c)?;
-                    if let Some(upload) = sql::upload_of(data) {
-                        let r = sql::NewRef {
+                    let refs: Vec<sql::NewRef> = sql::uploads_of(data)
+                        .into_iter()
+                        .map(|upload| sql::NewRef {
                             channel: sql::SharedText(channel.full.clone()),
                             seq: *seq,
                             upload,
-                        };
-                        sql::insert_refs(c, &[r])?;
-                    }
+                        })
+                        .collect();
+                    sql::insert_refs(c, &refs)?;
                     Effect::Edited {
                         from: author,
                         edited_ts: now,
@@ -255,7 +256,7 @@ fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Eff
         client_id: req.client_id.clone().map(sql::SharedText),
         data: sql::JsonText(req.data.clone()),
     });
-    if let Some(upload) = sql::upload_of(&req.data) {
+    for upload in sql::uploads_of(&req.data) {
         t.refs.push(sql::NewRef {
             channel: sql::SharedText(ch.clone()),
             seq,

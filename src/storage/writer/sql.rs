@@ -150,22 +150,29 @@ pub(super) fn insert_refs(c: &mut Conn, rows: &[NewRef]) -> QueryResult<()> {
     Ok(())
 }
 
-/// The upload a message refers to: the name in a `url` of `/uploads/<name>` (the rule
-/// of file messages; any message with such a `url` keeps its upload).
-pub(super) fn upload_of(data: &RawValue) -> Option<String> {
+/// The uploads a message refers to: the names in its `url` and `poster` (a video
+/// message's still) of `/uploads/<name>` (the rule of file messages; any message with
+/// such fields keeps its uploads).
+pub(super) fn uploads_of(data: &RawValue) -> Vec<String> {
     let text = data.get();
     if !text.contains("/uploads/") {
-        return None;
+        return Vec::new();
     }
     #[derive(serde::Deserialize)]
-    struct Url {
+    struct Refs {
         url: Option<String>,
+        poster: Option<String>,
     }
-    let url = serde_json::from_str::<Url>(text).ok()?.url?;
-    let name = url.strip_prefix("/uploads/")?;
-    let plausible =
-        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
-    plausible.then(|| name.to_string())
+    let Ok(refs) = serde_json::from_str::<Refs>(text) else {
+        return Vec::new();
+    };
+    let name = |u: String| {
+        let name = u.strip_prefix("/uploads/")?;
+        let plausible =
+            !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        plausible.then(|| name.to_string())
+    };
+    [refs.url, refs.poster].into_iter().flatten().filter_map(name).collect()
 }
 
 /// (channel, sender id, client_id) of a message.
