@@ -36,6 +36,9 @@ async fn serve() -> ExitCode {
         let app = Application::build(settings).await?;
         // Tests and scripts read the bound address from this line.
         println!("listening on {}", app.addr());
+        if let Some(addr) = app.metrics_addr() {
+            println!("metrics on {addr}");
+        }
         app.run_until_stopped()
             .await
             .map_err(|e| chatserver::startup::StartError::Other(e.to_string()))

@@ -38,6 +38,7 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
     check_data(&req.data, chat.settings.signal_max_bytes)?;
     chat.spend(&who, 1)?;
     if kind(&req.data).as_deref() == Some("ring") && !chat.limits.rings.take(&format!("{}>{}", who.id(), req.to)) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Rings);
         return Err(AppError::rate_limited("too many rings to that user, try again later"));
     }
     let (me, peer) = (who.user.id.clone(), req.to.clone());

@@ -103,6 +103,7 @@ fn list(v: &str) -> Option<Value> {
 /// (except the [`FILE_ONLY_KEYS`], which have none and come last).
 pub(super) const VARS: &[Var] = &[
     var("CHAT_BIND", "bind", text),
+    var("CHAT_METRICS_BIND", "metrics_bind", text_or_unset),
     var("CHAT_DATA_DIR", "data_dir", text),
     var("DATABASE_URL", "database_url", text_or_unset),
     var("REDIS_URL", "redis_url", text_or_unset),

@@ -243,7 +243,11 @@ impl Hub {
 /// Commits of one writer batch for one shard, in commit order.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct Committed(pub Vec<Commit>);
+pub struct Committed {
+    pub commits: Vec<Commit>,
+    /// When the batch was committed (for `chat_commit_delivery_seconds`).
+    pub at: std::time::Instant,
+}
 
 /// What the shard did with a [`Subscribe`].
 #[derive(Debug, PartialEq, Eq)]
@@ -341,7 +345,7 @@ pub struct Remote {
     pub ev: BusEvent,
 }
 
-/// Counters for `/metrics`.
+/// The shard's gauges for `/metrics` (its counters are in [`crate::metrics`]).
 #[derive(ActixMessage)]
 #[rtype(result = "ShardStats")]
 pub struct Stats;
@@ -350,10 +354,6 @@ pub struct Stats;
 pub struct ShardStats {
     pub channels: usize,
     pub subscriptions: usize,
-    pub messages_out: u64,
-    pub frames_out: u64,
-    /// Gaps in stored channels given up on (the message was in no storage read).
-    pub gaps_skipped: u64,
 }
 
 #[cfg(test)]

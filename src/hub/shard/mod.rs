@@ -50,7 +50,6 @@ pub struct Shard {
     /// Epoch of in-memory channels: changes with every process start.
     epoch: Arc<str>,
     feeds: Arc<Feeds>,
-    stats: ShardStats,
     /// Reads missed stored messages (gap fills, resyncs).
     db: Db,
     /// Other nodes (committed writes, feed values, typing and presence go there).
@@ -76,7 +75,6 @@ impl Shard {
             dirty: HashSet::new(),
             epoch,
             feeds,
-            stats: ShardStats::default(),
             db,
             broker,
             resync,
@@ -96,7 +94,7 @@ impl Shard {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        let dead = ch.fan_out(&mut self.stats, kind, frame, skip_user);
+        let dead = ch.fan_out(kind, frame, skip_user);
         self.remove_dead(channel, dead);
     }
 
@@ -140,8 +138,7 @@ impl Shard {
             let ready = ch.order.ready();
             if !ready.is_empty() {
                 let frames: Vec<(i64, Bytes)> = ready.iter().map(|m| (m.seq, message_event(m))).collect();
-                self.stats.messages_out += frames.len() as u64;
-                let dead = ch.fan_out_seq(&mut self.stats, &frames);
+                let dead = ch.fan_out_seq(&frames);
                 self.remove_dead(name, dead);
             }
             let Some(ch) = self.channels.get_mut(name) else { return };
@@ -157,10 +154,13 @@ impl Shard {
                     });
                     return;
                 }
-                Next::Read { after, limit } => return self.read(ctx, name.clone(), after, limit),
+                Next::Read { after, limit } => {
+                    crate::metrics::get().gap_fills.inc();
+                    return self.read(ctx, name.clone(), after, limit);
+                }
                 Next::Skipped { from, to } => {
                     log::warn!("{name}: messages {from}..={to} are in no storage read; skipped");
-                    self.stats.gaps_skipped += 1;
+                    crate::metrics::get().gaps_skipped.inc();
                 }
             }
         }
@@ -203,7 +203,6 @@ impl Shard {
         let frame = message_event(&m);
         ch.last = Some(m.clone());
         self.feeds.seen(name);
-        self.stats.messages_out += 1;
         self.broadcast(name, Kind::Seq(m.seq), &frame, None);
         m
     }
@@ -252,7 +251,7 @@ impl Shard {
                 }
             };
             if let Some(frame) = frame {
-                let dead = ch.fan_out(&mut self.stats, Kind::Ephemeral, &frame, None);
+                let dead = ch.fan_out(Kind::Ephemeral, &frame, None);
                 self.remove_dead(&name, dead);
             }
             if self.channels.get(&name).is_some_and(ChannelState::is_idle) {
@@ -426,14 +425,15 @@ impl Handler<Committed> for Shard {
         // (one lock and wake-up per member); an edit or delete first flushes them, so it
         // never overtakes the message it refers to.
         let mut touched: Vec<Arc<str>> = Vec::new();
-        for c in msg.0 {
+        let Committed { commits, at } = msg;
+        for c in commits {
             if !matches!(c, Commit::Message { .. }) {
                 for name in touched.drain(..) {
                     self.drain(ctx, &name);
                 }
             }
             match c {
-                Commit::Message { ns, msg: m, ack } => {
+                Commit::Message { ns, msg: m, ack, .. } => {
                     // Durable already: acknowledge before the fan-out, so the ack does
                     // not wait behind a large channel's deliveries.
                     ack.ok(PublishOk {
@@ -460,6 +460,7 @@ impl Handler<Committed> for Shard {
         for name in touched {
             self.drain(ctx, &name);
         }
+        crate::metrics::get().commit_delivery.observe_duration(at.elapsed());
     }
 }
 
@@ -538,9 +539,9 @@ impl Handler<Stats> for Shard {
     type Result = MessageResult<Stats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        let mut s = self.stats;
-        s.channels = self.channels.len();
-        s.subscriptions = self.channels.values().map(|c| c.members.len()).sum();
-        MessageResult(s)
+        MessageResult(ShardStats {
+            channels: self.channels.len(),
+            subscriptions: self.channels.values().map(|c| c.members.len()).sum(),
+        })
     }
 }
