@@ -23,7 +23,7 @@
 //!   registry, and [`conn::Ack`] (where a request's result goes).
 //! * leaves: [`protocol`] (wire types), [`channels`] (names and policies), [`auth`],
 //!   [`limit`], [`net`], [`config`], [`error`], [`metrics`] (the process's counters,
-//!   atomics only, served by `/metrics`).
+//!   atomics only, served by `/metrics`), [`logging`] (text or JSON lines).
 
 pub mod auth;
 pub mod broker;
@@ -38,6 +38,7 @@ pub mod feeds;
 pub mod http;
 pub mod hub;
 pub mod limit;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod protocol;

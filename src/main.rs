@@ -13,7 +13,7 @@ use chatserver::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    chatserver::logging::init(chatserver::logging::configured_format());
     match cli.command {
         None | Some(Command::Serve) => serve(),
         Some(other) => chatserver::cli::run(other),
@@ -48,7 +48,9 @@ async fn serve() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("error: {e}");
+            if !chatserver::logging::is_json() {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
 //! `/metrics` (every family, the naming rules, counters that move with traffic, the
-//! private listener of `CHAT_METRICS_BIND`, the Grafana dashboard's names).
+//! private listener of `CHAT_METRICS_BIND`, the Grafana dashboard's names) and JSON
+//! log lines (`CHAT_LOG_FORMAT=json`).
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -283,4 +284,65 @@ fn every_name_in_the_dashboard_is_exported() {
     ] {
         assert!(names.contains(family), "the dashboard does not show {family}");
     }
+}
+
+/// `2026-01-02T03:04:05.678Z`.
+fn is_rfc3339_millis(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && t.chars().filter(char::is_ascii_digit).count() == 17
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let s = TestServer::start(
+        Opts::new()
+            .env("CHAT_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .env("CHAT_HEARTBEAT_S", "0.2")
+            .env("CHAT_CLIENT_TIMEOUT_S", "0.6"),
+    );
+    let u = s.user("alice");
+    let mut c = s.ws_user(&u);
+    c.ok(json!({"op":"join","channel":"room:logs"}));
+    assert_eq!(s.http("GET", "/api/rooms", Some(&u.token), None, &[]).status, 200);
+    // A silent client times out: the session logs that with its id.
+    let closed = wait_until(T, || s.stderr_tail(400).contains("timed out"));
+    assert!(closed, "no timeout logged:\n{}", s.stderr_tail(40));
+
+    let lines = s.stderr_tail(400);
+    let lines: Vec<&str> = lines.lines().collect();
+    assert!(lines.len() > 5, "{lines:?}");
+    let mut session_lines = 0;
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let o = v.as_object().unwrap_or_else(|| panic!("not an object: {line}"));
+        assert!(is_rfc3339_millis(o["time"].as_str().unwrap_or("")), "time: {line}");
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&o["level"].as_str().unwrap_or("")),
+            "level: {line}"
+        );
+        assert!(o["target"].is_string(), "target: {line}");
+        assert!(o["message"].is_string(), "message: {line}");
+        if let Some(id) = o.get("session") {
+            assert!(id.is_u64(), "session: {line}");
+            let msg = o["message"].as_str().unwrap();
+            assert!(msg.contains(&format!("session {id}")), "{line}");
+            session_lines += 1;
+        }
+    }
+    assert!(
+        session_lines >= 1,
+        "no line carries a session id:\n{}",
+        lines.join("\n")
+    );
+    // The access log of the HTTP request is among them.
+    assert!(lines.iter().any(|l| l.contains("\"target\":\"http\"")), "{lines:?}");
 }

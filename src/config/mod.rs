@@ -31,6 +31,8 @@ pub struct Settings {
     /// Address of a listener of its own for `/metrics` (kept private); `None` serves
     /// `/metrics` on the main listener.
     pub metrics_bind: Option<String>,
+    /// Log lines as `text` (the default) or `json` (one object per line).
+    pub log_format: LogFormat,
     /// Directory for the SQLite file, uploads and the generated JWT secret.
     pub data_dir: PathBuf,
     /// `sqlite://path` (default: `<data_dir>/chat.db`).
@@ -139,6 +141,7 @@ impl Default for Settings {
         Settings {
             bind: "127.0.0.1:8080".into(),
             metrics_bind: None,
+            log_format: LogFormat::Text,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
@@ -186,6 +189,18 @@ impl Default for Settings {
             policies: Default::default(),
         }
     }
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `env_logger`'s lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `target`, `message`, and the
+    /// record's key-values (`session`) where it has them.
+    Json,
 }
 
 /// Why settings could not be loaded.

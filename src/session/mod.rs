@@ -337,7 +337,7 @@ impl Session {
             return;
         }
         if self.last_seen.elapsed() >= self.state.chat.settings.client_timeout() {
-            log::debug!("session {} timed out", self.id);
+            log::debug!(session = self.id; "session {} timed out", self.id);
             self.close(close::NORMAL, "heartbeat timeout", ctx);
             return;
         }
@@ -412,7 +412,7 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
             }
             Err(ReadError::InvalidUtf8) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
             Err(ReadError::Protocol(e)) => {
-                log::debug!("session {}: {e}", self.id);
+                log::debug!(session = self.id; "session {}: {e}", self.id);
                 self.close(close::PROTOCOL_ERROR, "protocol error", ctx);
             }
         }
