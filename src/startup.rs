@@ -20,7 +20,7 @@ use crate::{
         Broker, LocalBroker,
     },
     channels::Namespace,
-    chat::{Chat, Limits},
+    chat::{moderation::Mutes, Chat, Limits},
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::{self, ws::ConnFd},
@@ -138,7 +138,13 @@ impl Application {
             .run(queries::last_revocation)
             .await
             .map_err(|e| StartError::Other(e.message))?;
-        follow_changes(db.clone(), hub.clone(), last_change);
+        let mutes: Arc<Mutes> = Arc::default();
+        mutes.replace(
+            db.run(queries::active_mutes)
+                .await
+                .map_err(|e| StartError::Other(e.message))?,
+        );
+        follow_changes(db.clone(), hub.clone(), writer.clone(), last_change, mutes.clone());
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -173,6 +179,7 @@ impl Application {
                     32,
                 )),
                 settings: settings.clone(),
+                mutes,
                 db,
                 writer,
                 hub,
@@ -376,12 +383,14 @@ fn release_memory_after_disconnects(hub: Hub) {
     });
 }
 
-/// How often a node reads the change log of revocations and bans (changes made on
-/// another node or by the command line reach this node's connections this fast).
+/// How often a node reads the change log of revocations and bans and the mutes in
+/// force (changes made on another node or by the command line reach this node's
+/// connections this fast).
 const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Applies the change log (token revocations, bans, unbans) from `after` on, forever.
-fn follow_changes(db: Db, hub: Hub, mut after: i64) {
+/// Applies the change log (token revocations, bans, unbans) from `after` on, and
+/// refreshes the mutes in force, forever.
+fn follow_changes(db: Db, hub: Hub, writer: writer::WriterHandle, mut after: i64, mutes: Arc<Mutes>) {
     actix::spawn(async move {
         let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
         loop {
@@ -390,11 +399,23 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64) {
             match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
                 Ok(changes) => {
                     for (id, user, change) in changes {
+                        if let queries::Change::Unmember(channel) = &change {
+                            // This node's writer forgets the membership it remembered.
+                            writer.submit(writer::WriteOp::RemoveMember {
+                                channel: channel.as_str().into(),
+                                user_id: user.as_str().into(),
+                                ack: crate::conn::Ack::None,
+                            });
+                        }
                         hub.apply_change(&user, change);
                         after = id;
                     }
                 }
                 Err(e) => log::warn!("reading the change log: {}", e.message),
+            }
+            match db.run(queries::active_mutes).await {
+                Ok(rows) => mutes.replace(rows),
+                Err(e) => log::warn!("reading the mutes: {}", e.message),
             }
         }
     });

@@ -78,6 +78,11 @@ pub enum BusEvent {
         user: Arc<str>,
         version: u32,
     },
+    /// A moderator kicked user `user`: every node closes its connections (4003).
+    Kick {
+        user: Arc<str>,
+        reason: Arc<str>,
+    },
     /// Users who became present or absent on the sending node.
     Presence {
         channel: Arc<str>,
@@ -99,7 +104,7 @@ impl BusEvent {
     /// The channel the event is about (`None` for per-user events).
     pub fn channel(&self) -> Option<&Arc<str>> {
         match self {
-            BusEvent::Signal { .. } | BusEvent::Revoke { .. } => None,
+            BusEvent::Signal { .. } | BusEvent::Revoke { .. } | BusEvent::Kick { .. } => None,
             BusEvent::Message(m) => Some(&m.channel),
             BusEvent::Edit(e) => Some(&e.channel),
             BusEvent::Delete(d) => Some(&d.channel),

@@ -24,11 +24,13 @@
 //! events it caused; the rest are `async` functions returning their result.
 
 pub mod accounts;
+pub mod admin;
 pub mod blocks;
 pub mod edit;
 pub mod history;
 pub mod join;
 pub mod locations;
+pub mod moderation;
 pub mod presence;
 pub mod publish;
 pub mod read;
@@ -66,6 +68,8 @@ pub struct Chat {
     pub limits: Arc<Limits>,
     /// Where passwords are hashed and checked.
     pub passwords: Arc<PasswordWork>,
+    /// Mutes in force.
+    pub mutes: Arc<moderation::Mutes>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

@@ -15,6 +15,7 @@ mod sources;
 mod tests;
 
 use self::layers::{ConfigFile, Environment};
+mod redact;
 pub use self::sources::{Source, Sources, SourcesIter};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};

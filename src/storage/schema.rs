@@ -124,6 +124,7 @@ diesel::table! {
         user_id -> Text,
         kind -> Text,
         version -> Integer,
+        channel -> Text,
         created_at -> BigInt,
     }
 }
@@ -136,5 +137,15 @@ diesel::table! {
         action -> Text,
         target -> Text,
         reason -> Text,
+    }
+}
+
+diesel::table! {
+    mutes (channel, user_id) {
+        channel -> Text,
+        user_id -> Text,
+        until_ms -> BigInt,
+        reason -> Text,
+        muted_by -> Text,
     }
 }

@@ -6,12 +6,14 @@ CREATE TABLE bans (
     created_at BIGINT NOT NULL
 );
 -- What every node applies to its connections and token checks, in order (each node
--- polls it): kind 'revoke' (tokens older than version), 'ban', 'unban'.
+-- polls it): kind 'revoke' (tokens older than version), 'ban', 'unban', 'unmember'
+-- (removed from the members of channel).
 CREATE TABLE revocations (
     id BIGSERIAL PRIMARY KEY,
     user_id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('revoke', 'ban', 'unban')),
+    kind TEXT NOT NULL CHECK (kind IN ('revoke', 'ban', 'unban', 'unmember')),
     version INTEGER NOT NULL,
+    channel TEXT NOT NULL DEFAULT '',
     created_at BIGINT NOT NULL
 );
 -- Every moderation action: who did what to whom, when and why (readable by admins).
@@ -24,3 +26,12 @@ CREATE TABLE audit_log (
     reason TEXT NOT NULL
 );
 CREATE INDEX audit_log_at ON audit_log (at);
+-- Users muted in a room until a time: their publishes there are refused.
+CREATE TABLE mutes (
+    channel TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    until_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    muted_by TEXT NOT NULL,
+    PRIMARY KEY (channel, user_id)
+);

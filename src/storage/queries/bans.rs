@@ -104,3 +104,35 @@ pub fn audit_entries(c: &mut Conn, before: Option<i64>, limit: i64) -> AppResult
         ))
         .load(c)?)
 }
+
+/// Mutes `user_id` in `channel` until `until_ms` (replacing an earlier mute).
+pub fn mute(c: &mut Conn, channel: &str, user_id: &str, until_ms: i64, reason: &str, by: &str) -> AppResult<()> {
+    c.transaction(|c| {
+        diesel::delete(mutes::table.find((channel, user_id))).execute(c)?;
+        diesel::insert_into(mutes::table)
+            .values((
+                mutes::channel.eq(channel),
+                mutes::user_id.eq(user_id),
+                mutes::until_ms.eq(until_ms),
+                mutes::reason.eq(reason),
+                mutes::muted_by.eq(by),
+            ))
+            .execute(c)
+    })?;
+    Ok(())
+}
+
+/// Lifts a mute; false when there was none.
+pub fn unmute(c: &mut Conn, channel: &str, user_id: &str) -> AppResult<bool> {
+    Ok(diesel::delete(mutes::table.find((channel, user_id))).execute(c)? > 0)
+}
+
+/// Mutes in force: (channel, user id, until). Expired ones are removed on the way.
+pub fn active_mutes(c: &mut Conn) -> AppResult<Vec<(String, String, i64)>> {
+    let now = now_ms();
+    diesel::delete(mutes::table.filter(mutes::until_ms.le(now))).execute(c)?;
+    Ok(mutes::table
+        .filter(mutes::until_ms.gt(now))
+        .select((mutes::channel, mutes::user_id, mutes::until_ms))
+        .load(c)?)
+}
