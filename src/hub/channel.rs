@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 
-use super::{ordering::InOrder, presence::Presence};
+use super::{ordering::InOrder, presence::Presence, ShardStats};
 use crate::{channels::Namespace, conn::ConnHandle, metrics, protocol::Message};
 
 /// Most frames held for one joining member while its snapshot is read.
@@ -117,7 +117,7 @@ impl ChannelState {
 
     /// Pushes one frame to every member (optionally skipping one user's connections).
     /// Returns the members whose connection is closed.
-    pub fn fan_out(&mut self, kind: Kind, frame: &Bytes, skip_user: Option<&str>) -> Vec<u64> {
+    pub fn fan_out(&mut self, stats: &mut ShardStats, kind: Kind, frame: &Bytes, skip_user: Option<&str>) -> Vec<u64> {
         let conflate = self.ns.policy().conflate;
         let mut dead = Vec::new();
         let mut delivered = 0;
@@ -140,7 +140,10 @@ impl ChannelState {
                     };
                     if !alive {
                         dead.push(*id);
-                    } else if matches!(kind, Kind::Seq(_)) {
+                        continue;
+                    }
+                    stats.frames_out += 1;
+                    if matches!(kind, Kind::Seq(_)) {
                         delivered += 1;
                     }
                 }
@@ -153,7 +156,7 @@ impl ChannelState {
     /// Pushes consecutive messages of a stored channel to every member: one lock and
     /// one wake-up per member for the whole run. Returns the members whose connection
     /// is closed.
-    pub fn fan_out_seq(&mut self, frames: &[(i64, Bytes)]) -> Vec<u64> {
+    pub fn fan_out_seq(&mut self, stats: &mut ShardStats, frames: &[(i64, Bytes)]) -> Vec<u64> {
         let mut dead = Vec::new();
         let mut delivered = 0;
         for (id, m) in self.members.iter_mut() {
@@ -165,6 +168,7 @@ impl ChannelState {
                 }
                 MemberState::Active { skip_upto } => {
                     if m.conn.outbox.push_seq(frames, *skip_upto) {
+                        stats.frames_out += frames.len() as u64;
                         delivered += match frames.first() {
                             Some((first, _)) if first > skip_upto => frames.len() as u64,
                             _ => frames.iter().filter(|(s, _)| s > skip_upto).count() as u64,

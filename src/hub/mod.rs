@@ -357,7 +357,8 @@ pub struct Remote {
     pub ev: BusEvent,
 }
 
-/// The shard's gauges for `/metrics` (its counters are in [`crate::metrics`]).
+/// The shard's figures, for `/metrics` (its gauges; the counters of `/metrics` are
+/// in [`crate::metrics`]) and the admin console.
 #[derive(ActixMessage)]
 #[rtype(result = "ShardStats")]
 pub struct Stats;
@@ -371,6 +372,10 @@ pub struct Busiest(pub usize);
 pub struct ShardStats {
     pub channels: usize,
     pub subscriptions: usize,
+    /// Messages fanned out (once per message).
+    pub messages_out: u64,
+    /// Frames pushed to connection queues.
+    pub frames_out: u64,
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub struct Shard {
     /// Epoch of in-memory channels: changes with every process start.
     epoch: Arc<str>,
     feeds: Arc<Feeds>,
+    stats: ShardStats,
     /// Reads missed stored messages (gap fills, resyncs).
     db: Db,
     /// Other nodes (committed writes, feed values, typing and presence go there).
@@ -75,6 +76,7 @@ impl Shard {
             dirty: HashSet::new(),
             epoch,
             feeds,
+            stats: ShardStats::default(),
             db,
             broker,
             resync,
@@ -94,7 +96,7 @@ impl Shard {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        let dead = ch.fan_out(kind, frame, skip_user);
+        let dead = ch.fan_out(&mut self.stats, kind, frame, skip_user);
         self.remove_dead(channel, dead);
     }
 
@@ -138,7 +140,8 @@ impl Shard {
             let ready = ch.order.ready();
             if !ready.is_empty() {
                 let frames: Vec<(i64, Bytes)> = ready.iter().map(|m| (m.seq, message_event(m))).collect();
-                let dead = ch.fan_out_seq(&frames);
+                self.stats.messages_out += frames.len() as u64;
+                let dead = ch.fan_out_seq(&mut self.stats, &frames);
                 self.remove_dead(name, dead);
             }
             let Some(ch) = self.channels.get_mut(name) else { return };
@@ -203,6 +206,7 @@ impl Shard {
         let frame = message_event(&m);
         ch.last = Some(m.clone());
         self.feeds.seen(name);
+        self.stats.messages_out += 1;
         self.broadcast(name, Kind::Seq(m.seq), &frame, None);
         m
     }
@@ -251,7 +255,7 @@ impl Shard {
                 }
             };
             if let Some(frame) = frame {
-                let dead = ch.fan_out(Kind::Ephemeral, &frame, None);
+                let dead = ch.fan_out(&mut self.stats, Kind::Ephemeral, &frame, None);
                 self.remove_dead(&name, dead);
             }
             if self.channels.get(&name).is_some_and(ChannelState::is_idle) {
@@ -559,9 +563,9 @@ impl Handler<Stats> for Shard {
     type Result = MessageResult<Stats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ShardStats {
-            channels: self.channels.len(),
-            subscriptions: self.channels.values().map(|c| c.members.len()).sum(),
-        })
+        let mut s = self.stats;
+        s.channels = self.channels.len();
+        s.subscriptions = self.channels.values().map(|c| c.members.len()).sum();
+        MessageResult(s)
     }
 }
