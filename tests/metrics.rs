@@ -206,6 +206,45 @@ fn counters_and_histograms_move_with_traffic() {
     assert_eq!(delta(&scrape(&s), "chat_bad_requests_total"), 1.0);
 }
 
+/// Two nodes on one PostgreSQL database and Redis (skipped without them, like
+/// tests/cluster.rs): a message published on one node reaches the other over the
+/// bus, whose age there is observed.
+#[test]
+fn bus_lag_is_observed_on_the_receiving_node() {
+    let Some(redis) = redis_url() else { return };
+    let Some(db) = PgDb::create() else { return };
+    let name = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let start = || {
+        TestServer::start(
+            Opts::new()
+                .env("DATABASE_URL", &db.url)
+                .env("REDIS_URL", &redis)
+                .env("CHAT_CLUSTER_NAME", &name),
+        )
+    };
+    let (n1, n2) = (start(), start());
+    let before = scrape(&n2);
+    let mut member = n2.ws(&n2.mint("m", "member", "user", 600));
+    member.ok(json!({"op":"join","channel":"room:lag"}));
+    let mut author = n1.ws(&n1.mint("a", "author", "user", 600));
+    let seq = author.ok(json!({"op":"publish","channel":"room:lag","data":text_msg("hi")}))["seq"]
+        .as_u64()
+        .unwrap();
+    member.expect_event(is_msg_seq("room:lag", seq), T, "the message from the other node");
+    let m = scrape(&n2);
+    let delta = |sample: &str| m.get(sample) - before.get(sample);
+    assert!(
+        delta("chat_bus_lag_seconds_count") >= 1.0,
+        "no bus lag observed on the receiving node"
+    );
+    assert_eq!(delta("chat_messages_out_total{namespace=\"room\"}"), 1.0);
+    assert_eq!(
+        delta("chat_messages_in_total{namespace=\"room\"}"),
+        0.0,
+        "published on the other node"
+    );
+}
+
 /// The address the server printed for its metrics listener.
 fn metrics_addr(s: &TestServer) -> String {
     let mut addr = None;
