@@ -208,9 +208,10 @@ fn counters_and_histograms_move_with_traffic() {
 
 /// Two nodes on one PostgreSQL database and Redis (skipped without them, like
 /// tests/cluster.rs): a message published on one node reaches the other over the
-/// bus, whose age there is observed.
+/// bus, whose age there is observed; a message missing from the bus is a gap filled
+/// from the database.
 #[test]
-fn bus_lag_is_observed_on_the_receiving_node() {
+fn bus_lag_and_gap_fills_are_observed_on_the_receiving_node() {
     let Some(redis) = redis_url() else { return };
     let Some(db) = PgDb::create() else { return };
     let name = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
@@ -243,6 +244,25 @@ fn bus_lag_is_observed_on_the_receiving_node() {
         0.0,
         "published on the other node"
     );
+    assert_eq!(delta("chat_gap_fills_total"), 0.0);
+
+    // A message that never came over the bus (written behind the nodes' backs) is a
+    // gap the receiving node fills from the database.
+    use diesel::{connection::SimpleConnection, Connection};
+    let mut pg = diesel::pg::PgConnection::establish(&db.url).unwrap();
+    pg.batch_execute(
+        "UPDATE channels SET seq = seq + 1 WHERE name = 'room:lag';
+         INSERT INTO messages (channel, seq, ts, sender_id, sender_name, data, deleted)
+           SELECT 'room:lag', seq, 0, 'ghost', 'ghost', '{\"type\":\"text\",\"text\":\"x\"}', FALSE
+           FROM channels WHERE name = 'room:lag';",
+    )
+    .unwrap();
+    let seq = author.ok(json!({"op":"publish","channel":"room:lag","data":text_msg("after")}))["seq"]
+        .as_u64()
+        .unwrap();
+    member.expect_event(is_msg_seq("room:lag", seq), T, "the message after the gap");
+    let m = scrape(&n2);
+    assert!(m.get("chat_gap_fills_total") - before.get("chat_gap_fills_total") >= 1.0);
 }
 
 /// The address the server printed for its metrics listener.
