@@ -304,3 +304,38 @@ fn a_member_removed_from_a_private_room_leaves_it_at_once() {
     let log = audit(&s);
     assert_eq!(log[0]["action"], "remove from room:inner", "{log:?}");
 }
+
+#[test]
+fn an_archived_room_is_read_only_until_reopened() {
+    let s = TestServer::start_default();
+    let owner = s.user("owner");
+    let bob = s.user("bob");
+    assert_eq!(s.post("/api/rooms", Some(&owner.token), json!({"name":"old"})).0, 201);
+    let mut b = s.ws_user(&bob);
+    b.ok(json!({"op":"join","channel":"room:old"}));
+    let seq = b.ok(json!({"op":"publish","channel":"room:old","data":text_msg("kept")}))["seq"].clone();
+    assert_eq!(
+        put(&s, "/api/rooms/old/archived", &bob.token, json!({})).0,
+        403,
+        "not the owner"
+    );
+    assert_eq!(put(&s, "/api/rooms/nosuch/archived", &admin(&s), json!({})).0, 404);
+    let (st, body) = put(&s, "/api/rooms/old/archived", &owner.token, json!({}));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        b.err(json!({"op":"publish","channel":"room:old","data":text_msg("x")})),
+        "forbidden"
+    );
+    assert_eq!(
+        b.err(json!({"op":"edit","channel":"room:old","seq": seq,"data":text_msg("y")})),
+        "forbidden"
+    );
+    let (st, h) = s.get("/api/channels/room:old/history", Some(&bob.token));
+    assert_eq!((st, seqs(&h["messages"])), (200, vec![1]), "{h}");
+    b.ok(json!({"op":"join","channel":"room:old"}));
+    assert_eq!(delete(&s, "/api/rooms/old/archived", &owner.token).0, 200);
+    b.ok(json!({"op":"publish","channel":"room:old","data":text_msg("again")}));
+    let log = audit(&s);
+    assert_eq!(log[0]["action"], "reopen room:old", "{log:?}");
+    assert_eq!(log[1]["action"], "archive room:old", "{log:?}");
+}

@@ -77,6 +77,38 @@ impl Mutes {
     }
 }
 
+/// Archived rooms (read-only) on this node. Bound: the archived rows of the `rooms`
+/// table (re-read with the change log).
+#[derive(Default)]
+pub struct Archived {
+    set: RwLock<std::collections::HashSet<Arc<str>>>,
+}
+
+impl Archived {
+    /// `forbidden` for writes into an archived room.
+    pub fn check(&self, channel: &str) -> AppResult<()> {
+        let s = self.set.read().unwrap_or_else(|p| p.into_inner());
+        if !s.is_empty() && s.contains(channel) {
+            return Err(AppError::forbidden(format!("{channel} is archived (read-only)")));
+        }
+        Ok(())
+    }
+
+    fn set(&self, channel: &str, archived: bool) {
+        let mut s = self.set.write().unwrap_or_else(|p| p.into_inner());
+        if archived {
+            s.insert(channel.into());
+        } else {
+            s.remove(channel);
+        }
+    }
+
+    /// Replaces the set with the archived rooms read from storage.
+    pub fn replace(&self, channels: Vec<String>) {
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().map(Arc::from).collect();
+    }
+}
+
 fn require_admin(actor: &Identity) -> AppResult<()> {
     if actor.role == Role::Admin && !actor.anonymous {
         Ok(())
@@ -299,5 +331,23 @@ pub async fn remove_member(chat: &Chat, actor: &Identity, channel: &str, user: &
     )
     .await?;
     chat.hub.remove_from_channel(user, &ch.full);
+    Ok(())
+}
+
+/// Archives room `channel` (read-only: history stays, publishes and edits are
+/// refused on every node) or reopens it; admins and the room's owner.
+pub async fn archive(chat: &Chat, actor: &Identity, channel: &str, archived: bool) -> AppResult<()> {
+    let ch = Channel::parse(channel)?;
+    if ch.ns != Namespace::Room {
+        return Err(AppError::bad_request("only rooms are archived"));
+    }
+    require_moderator(chat, actor, &ch).await?;
+    let name = ch.name().to_string();
+    if !chat.db.run(move |c| queries::set_archived(c, &name, archived)).await? {
+        return Err(AppError::not_found(format!("no room {}", ch.full)));
+    }
+    let action = format!("{} {}", if archived { "archive" } else { "reopen" }, ch.full);
+    audit(chat, actor, action, ch.full.to_string(), String::new()).await?;
+    chat.archived.set(&ch.full, archived);
     Ok(())
 }

@@ -18,6 +18,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/connections", web::get().to(connections))
         .route("/admin/config", web::get().to(config))
         .route("/rooms/{name}/members/{user}", web::delete().to(remove_member))
+        .route("/rooms/{name}/archived", web::put().to(archive))
+        .route("/rooms/{name}/archived", web::delete().to(reopen))
         .route("/rooms/{name}/mutes/{user}", web::put().to(mute))
         .route("/rooms/{name}/mutes/{user}", web::delete().to(unmute));
 }
@@ -125,5 +127,15 @@ async fn remove_member(
 ) -> AppResult<HttpResponse> {
     let (room, user) = path.into_inner();
     moderation::remove_member(&state.chat, &who, &format!("room:{room}"), &user).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn archive(state: web::Data<AppState>, Caller(who): Caller, room: web::Path<String>) -> AppResult<HttpResponse> {
+    moderation::archive(&state.chat, &who, &format!("room:{room}"), true).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn reopen(state: web::Data<AppState>, Caller(who): Caller, room: web::Path<String>) -> AppResult<HttpResponse> {
+    moderation::archive(&state.chat, &who, &format!("room:{room}"), false).await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }

@@ -147,6 +147,11 @@ impl Hub {
         (hub, arbiters)
     }
 
+    /// Are there other nodes?
+    pub fn clustered(&self) -> bool {
+        self.broker.clustered()
+    }
+
     /// Sends an event to the other nodes (nobody hears it on a single node).
     pub fn publish(&self, ev: BusEvent) {
         self.broker.publish(ev);

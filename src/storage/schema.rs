@@ -18,6 +18,7 @@ diesel::table! {
         private -> Bool,
         created_by -> Text,
         created_at -> BigInt,
+        archived -> Bool,
     }
 }
 

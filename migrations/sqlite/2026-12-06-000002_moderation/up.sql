@@ -35,3 +35,5 @@ CREATE TABLE mutes (
     muted_by TEXT NOT NULL,
     PRIMARY KEY (channel, user_id)
 );
+-- An archived room is read-only: its history stays, publishes are refused.
+ALTER TABLE rooms ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE;
