@@ -3,10 +3,10 @@
 // events). The parts live in ./chat/: state.js (shared state), auth.js (login,
 // register, logout), sidebar.js (rooms, DMs, unread counts, people, room dialogs),
 // messages.js (the open channel's messages), presence.js (members, typing),
-// composer.js (sending, uploads), voice.js (recording voice messages), media.js
-// (voice, video and call record rows) and calls.js (the call screen). They call each
-// other only from event handlers, never while loading, so their imports of each other
-// may go both ways.
+// composer.js (sending, uploads), voice.js and video-msg.js (recording voice and
+// video messages), media.js (voice, video and call record rows) and calls.js (the call
+// screen). They call each other only from event handlers, never while loading, so
+// their imports of each other may go both ways.
 import { ChatClient } from './chat-client.js';
 import { whoami, fillIcons, bindConnectionPill, toast } from './common.js';
 import { $, S, otherOfDm } from './chat/state.js';
@@ -16,6 +16,7 @@ import { select, markRead, onMessage, onEdit, onDelete, onReset, wireMessages } 
 import { onTyping, onPresence, renderTyping, wirePresence } from './chat/presence.js';
 import { wireComposer } from './chat/composer.js';
 import { wireVoice } from './chat/voice.js';
+import { wireVideoMessages } from './chat/video-msg.js';
 import { startCalls, wireCalls } from './chat/calls.js';
 
 // ------------------------------------------------------------------ start
@@ -82,6 +83,7 @@ function wire() {
   wireComposer();
   wireMessages();
   wireVoice();
+  wireVideoMessages();
   wireCalls();
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible' && S.client) { markRead(); refreshChannels(); } });
   document.addEventListener('keydown', (e) => {

@@ -1,8 +1,9 @@
 // Voice messages and calls in the chat page, with Chromium's fake camera and microphone:
 // a voice message recorded for about 2 s is sent, shows its duration and plays on the
-// other side; a video call connects and decodes remote video on both sides, a second
-// tab of the callee stops ringing when the first answers, hanging up ends both sides
-// and the DM shows the call record; a declined call shows as declined on both sides.
+// other side; a video message likewise, with its poster; a video call connects and
+// decodes remote video on both sides, a second tab of the callee stops ringing when the
+// first answers, hanging up ends both sides and the DM shows the call record; a
+// declined call shows as declined on both sides.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -112,6 +113,43 @@ test('a voice message is recorded, sent with its duration and waveform, and play
   } catch (err) {
     await failureShot(pageA, 'media-voice-A');
     await failureShot(pageB, 'media-voice-B');
+    throw err;
+  } finally {
+    await a.ctx.close();
+    await b.ctx.close();
+  }
+});
+
+test('a video message is recorded with a poster and plays on the other side', { skip: skip || false, timeout: 120000 }, async () => {
+  const a = await newUser('alice');
+  const b = await newUser('bob');
+  const pageA = await a.ctx.newPage();
+  const pageB = await b.ctx.newPage();
+  const problems = [...watchPage(pageA, 'A'), ...watchPage(pageB, 'B')];
+  try {
+    await openChat(pageA, server.base);
+    await openChat(pageB, server.base);
+    await openDm(pageA, pageB, a.user, b.user);
+    await button(pageA, 'Record video message').click();
+    await pageA.locator('#vrec-box:not(.hidden)').waitFor();
+    await pageA.locator('#vrec-time', { hasText: '0:02' }).waitFor({ timeout: 8000 });
+    await button(pageA, 'Record video message').click();
+    await pageA.locator('#vrec-box.hidden').waitFor({ state: 'attached' });
+
+    const videoB = pageB.locator('#messages .video-msg');
+    await videoB.waitFor({ timeout: 15000 });
+    const data = await pageB.evaluate(() => [...document.querySelectorAll('#messages .msg-row')].map((r) => r._m.data).find((d) => d.type === 'video'));
+    assert.ok(data.duration_ms >= 1500 && data.duration_ms <= 5000, `duration ${data.duration_ms}`);
+    assert.match(data.mime, /^video\/(webm|mp4)/);
+    assert.match(String(data.poster), /^\/uploads\/[0-9a-f]{32}\.jpg$/);
+    assert.match(await videoB.textContent(), /Video message · 0:0[2-4]/);
+    assert.equal(await videoB.locator('video').getAttribute('poster'), data.poster);
+    await videoB.locator('video').evaluate((v) => v.play());
+    await pageB.waitForFunction(() => document.querySelector('#messages .video-msg video').currentTime > 0.3, null, { timeout: 10000 });
+    assert.deepEqual(problems, []);
+  } catch (err) {
+    await failureShot(pageA, 'media-video-msg-A');
+    await failureShot(pageB, 'media-video-msg-B');
     throw err;
   } finally {
     await a.ctx.close();
