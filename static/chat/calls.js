@@ -142,4 +142,6 @@ export function wireCalls() {
   $('call-hangup').onclick = () => calls.hangup();
   $('call-mute').onclick = () => calls.call && calls.setMuted(!calls.call.muted);
   $('call-camera').onclick = () => calls.call && calls.setCamera(calls.call.cameraOff);
+  // closing or reloading the page ends its call (the other side would wait otherwise)
+  window.addEventListener('pagehide', () => { if (calls) calls.hangup(); });
 }
