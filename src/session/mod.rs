@@ -27,8 +27,9 @@ use crate::{
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
     limit::{ConnSlot, Limiter},
+    metrics::{self, Limit},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
-    state::{AppState, Metrics},
+    state::AppState,
 };
 
 /// How long a closing connection may take to drain its close frame before the socket
@@ -75,7 +76,7 @@ impl Session {
         identity: Option<(Identity, Option<TokenInfo>)>,
         slot: Option<ConnSlot>,
     ) -> Session {
-        let id = state.metrics.conn_id();
+        let id = state.conn_id();
         let rate = state.chat.settings.publish_rate;
         let all = (rate * 4.0).max(100.0);
         let (identity, token) = identity.map_or((None, None), |(i, t)| (Some(i), t));
@@ -133,7 +134,7 @@ impl Session {
         }
         let max = self.state.chat.settings.max_conns_per_user as usize;
         if !identity.anonymous && max > 0 && registry.connections(&identity.user.id).len() >= max {
-            Metrics::inc(&self.state.metrics.rate_limited);
+            metrics::get().rate_limited(Limit::Connections);
             return self.close(close::RATE_LIMITED, "too many connections for this user", ctx);
         }
         self.token = token;
@@ -187,7 +188,7 @@ impl Session {
         let req = match Request::parse(text) {
             Ok(r) => r,
             Err((id, e)) => {
-                Metrics::inc(&self.state.metrics.bad_requests);
+                metrics::get().bad_requests.inc();
                 if self.identity.is_none() {
                     return self.close(close::UNAUTHORIZED, "authentication required", ctx);
                 }
@@ -211,7 +212,7 @@ impl Session {
         }
         let limited = !self.requests.take() || (req.op.is_costly() && !self.writes.take());
         if limited {
-            Metrics::inc(&self.state.metrics.rate_limited);
+            metrics::get().rate_limited(Limit::Requests);
             self.strikes += 1;
             if self.strikes >= MAX_STRIKES {
                 return self.close(close::RATE_LIMITED, "rate limited", ctx);
@@ -252,7 +253,6 @@ impl Session {
                 self.reply(id, Ok(Empty {}));
             }
             Op::Publish(r) => {
-                Metrics::inc(&self.state.metrics.publishes);
                 chat::publish::publish(&c, &who, r, self.ack(id));
             }
             Op::History(r) => self.spawn_reply(id, chat::history::history(c, who, r)),
@@ -338,7 +338,7 @@ impl Session {
             return;
         }
         if self.last_seen.elapsed() >= self.state.chat.settings.client_timeout() {
-            log::debug!("session {} timed out", self.id);
+            log::debug!(session = self.id; "session {} timed out", self.id);
             self.close(close::NORMAL, "heartbeat timeout", ctx);
             return;
         }
@@ -352,7 +352,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
         self.outbox.set_notify(ctx.address().recipient());
-        Metrics::inc(&self.state.metrics.connections_total);
+        metrics::get().connections_accepted.inc();
         if let Some(identity) = self.identity.take() {
             let token = self.token;
             self.authenticated(identity, token, ctx);
@@ -387,7 +387,7 @@ impl Actor for Session {
 impl StreamHandler<Result<Incoming, ReadError>> for Session {
     fn handle(&mut self, item: Result<Incoming, ReadError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
-        Metrics::inc(&self.state.metrics.frames_in);
+        metrics::get().frames_in.inc();
         match item {
             // UTF-8 checked by the decoder already; this only makes the `&str`.
             Ok(Incoming::Text(b)) => match std::str::from_utf8(&b) {
@@ -413,7 +413,7 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
             }
             Err(ReadError::InvalidUtf8) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
             Err(ReadError::Protocol(e)) => {
-                log::debug!("session {}: {e}", self.id);
+                log::debug!(session = self.id; "session {}: {e}", self.id);
                 self.close(close::PROTOCOL_ERROR, "protocol error", ctx);
             }
         }
