@@ -101,6 +101,14 @@ test('a voice message is recorded, sent with its duration and waveform, and play
     }, null, { timeout: 10000 });
     await voiceB.getByRole('button', { name: 'Pause voice message' }).waitFor();
 
+    // holding Space on the focused button records too
+    await button(pageA, 'Record voice message').focus();
+    await pageA.keyboard.down('Space');
+    await pageA.locator('#rec-time', { hasText: '0:01' }).waitFor({ timeout: 5000 });
+    await pageA.keyboard.up('Space');
+    await pageB.locator('#messages .voice-msg').nth(1).waitFor({ timeout: 15000 });
+    assert.match(await pageB.locator('#messages .voice-msg .voice-time').nth(1).textContent(), /^0:0[1-2]$/);
+
     // Escape cancels a recording: nothing is sent
     await button(pageA, 'Record voice message').click();
     await pageA.locator('#rec-bar:not(.hidden)').waitFor();
@@ -108,7 +116,7 @@ test('a voice message is recorded, sent with its duration and waveform, and play
     await pageA.keyboard.press('Escape');
     await pageA.locator('#rec-bar.hidden').waitFor({ state: 'attached' });
     await pageA.waitForTimeout(1000);
-    assert.equal(await pageA.locator('#messages .voice-msg').count(), 1);
+    assert.equal(await pageA.locator('#messages .voice-msg').count(), 2);
     assert.deepEqual(problems, []);
   } catch (err) {
     await failureShot(pageA, 'media-voice-A');
