@@ -206,6 +206,7 @@ impl Application {
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .run();
         release_memory_after_disconnects(state.chat.hub.clone());
+        heartbeat(state.chat.hub.clone(), settings.heartbeat(), settings.client_timeout());
         sweep_idle_feeds(state.chat.feeds.clone());
         let demo_stop = Arc::new(AtomicBool::new(false));
         if settings.demo {
@@ -295,6 +296,22 @@ fn sweep_idle_feeds(feeds: Arc<Feeds>) {
                 .unwrap_or(0);
             if n > 0 {
                 log::debug!("forgot {n} idle feed entries");
+            }
+        }
+    });
+}
+
+/// Every `every`, one heartbeat sweep over all connections: a ping each, and close
+/// (1000) for those without a sign of life for `timeout`.
+fn heartbeat(hub: Hub, every: std::time::Duration, timeout: std::time::Duration) {
+    actix::spawn(async move {
+        let mut iv = actix_web::rt::time::interval(every);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let closed = hub.registry.heartbeat(timeout);
+            if closed > 0 {
+                log::debug!("heartbeat: closed {closed} connections without a sign of life");
             }
         }
     });

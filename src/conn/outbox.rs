@@ -15,6 +15,7 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
+    time::{Duration, Instant},
 };
 
 use actix::Recipient;
@@ -62,6 +63,32 @@ struct Inner {
     notify: Option<Recipient<OutboxClosed>>,
     /// Frames dropped or replaced by conflation (observability).
     conflated_count: u64,
+    /// Signs of life of the client, read by the heartbeat sweep.
+    life: Life,
+}
+
+/// What the heartbeat sweep knows of a connection's client (see [`Outbox::heartbeat`]).
+#[derive(Default)]
+struct Life {
+    /// Frames received from the client (any kind, pong included).
+    frames_in: u64,
+    /// Bytes of text frames the transport took from the queue.
+    taken: u64,
+    /// Both counters and the kernel send queue (SIOCOUTQ) at the last sweep.
+    seen_frames_in: u64,
+    seen_taken: u64,
+    seen_unacked: Option<u32>,
+    /// When the last sign of life was observed (`None`: not swept yet).
+    last: Option<Instant>,
+}
+
+/// The outcome of one heartbeat check of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Alive (or already closing): a ping was queued when it is open.
+    Alive,
+    /// No sign of life for the client timeout: closing with 1000.
+    TimedOut,
 }
 
 /// One connection's bounded queue. Cheap to share: `Arc<Outbox>`.
@@ -167,13 +194,47 @@ impl Outbox {
         true
     }
 
-    /// Queues a ping (ahead of text).
-    pub fn ping(&self, payload: Bytes) {
+    /// A frame arrived from the client (a sign of life).
+    pub fn frame_in(&self) {
+        self.lock().life.frames_in += 1;
+    }
+
+    /// One heartbeat: a sign of life since the last check is any frame from the client
+    /// (pong included), the transport taking queued text, or the kernel send queue of
+    /// the socket shrinking (the client's TCP stack acknowledged data that was waiting
+    /// for it). Without one for `timeout`, the connection is closed with 1000 and the
+    /// session told; otherwise a ping is queued. Our own pings are not counted as taken
+    /// data, so an idle client that never answers them times out.
+    pub fn heartbeat(&self, now: Instant, timeout: Duration) -> Beat {
         let mut g = self.lock();
-        if g.closing.is_none() && g.control.len() < 8 {
-            g.control.push_back((OpCode::Ping, payload));
+        if g.closing.is_some() {
+            return Beat::Alive;
+        }
+        let unacked = g.fd.and_then(unacked_bytes);
+        let l = &mut g.life;
+        let acked = matches!((l.seen_unacked, unacked), (Some(before), Some(now)) if now < before);
+        let progress = acked || l.frames_in != l.seen_frames_in || l.taken != l.seen_taken;
+        (l.seen_frames_in, l.seen_taken, l.seen_unacked) = (l.frames_in, l.taken, unacked);
+        let last = match l.last {
+            Some(last) if !progress => last,
+            _ => {
+                l.last = Some(now);
+                now
+            }
+        };
+        if now.saturating_duration_since(last) >= timeout {
+            g.closing = Some((close::NORMAL, "heartbeat timeout".into()));
+            wake(&mut g);
+            let notify = g.notify.take();
+            drop(g);
+            notify_closed(notify);
+            return Beat::TimedOut;
+        }
+        if g.control.len() < 8 {
+            g.control.push_back((OpCode::Ping, Bytes::new()));
             wake(&mut g);
         }
+        Beat::Alive
     }
 
     /// Answers a client ping.
@@ -301,6 +362,7 @@ impl Outbox {
                 },
             };
             g.bytes -= frame.len();
+            g.life.taken += frame.len() as u64;
             if out.is_empty() {
                 out.reserve(frame.len().max(CHUNK.min(g.bytes + frame.len())) + 14);
             }
@@ -330,6 +392,24 @@ impl Outbox {
 fn notify_closed(notify: Option<Recipient<OutboxClosed>>) {
     if let Some(n) = notify {
         n.do_send(OutboxClosed);
+    }
+}
+
+/// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ).
+fn unacked_bytes(fd: i32) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one int; `fd` is the live socket of this
+        // connection (the caller holds the outbox lock, and `fd` is cleared under it
+        // before the socket is released).
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        (r == 0 && n >= 0).then_some(n as u32)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
     }
 }
 

@@ -7,9 +7,10 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, RwLock,
     },
+    time::{Duration, Instant},
 };
 
-use super::Outbox;
+use super::{outbox::Beat, Outbox};
 use crate::protocol::UserRef;
 
 /// One WebSocket connection as the hub and the use cases see it.
@@ -89,6 +90,27 @@ impl Registry {
                     .unwrap_or_default()
             })
             .collect()
+    }
+
+    /// One heartbeat of every live connection (see [`Outbox::heartbeat`]): pings the
+    /// live ones and closes those without a sign of life for `timeout`. Returns how
+    /// many were closed. Each bucket is copied out first, so no connection's lock is
+    /// taken under a registry lock.
+    pub fn heartbeat(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
+        let mut closed = 0;
+        let mut batch: Vec<Arc<ConnHandle>> = Vec::new();
+        for b in &self.buckets {
+            batch.clear();
+            batch.extend(b.read().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned());
+            for c in &batch {
+                if c.outbox.heartbeat(now, timeout) == Beat::TimedOut {
+                    log::debug!("connection {} timed out", c.id);
+                    closed += 1;
+                }
+            }
+        }
+        closed
     }
 
     /// Live connections in total.

@@ -9,12 +9,7 @@
 
 pub mod transport;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -52,8 +47,6 @@ pub struct Session {
     /// completes after a `leave` is dropped. Bounded by `max_channels_per_conn`.
     joined: HashMap<Arc<str>, u64>,
     generation: u64,
-    /// Last frame of any kind from the client (heartbeat).
-    last_seen: Instant,
     /// Writes (publish, typing, edit, delete, signal).
     writes: Limiter,
     /// Every request.
@@ -74,7 +67,6 @@ impl Session {
             outbox,
             joined: HashMap::new(),
             generation: 0,
-            last_seen: Instant::now(),
             writes: Limiter::new(rate, rate * 2.0),
             requests: Limiter::new(all, all * 2.0),
             strikes: 0,
@@ -268,19 +260,6 @@ impl Session {
             chat::join::leave(&self.state.chat, self.id, channels);
         }
     }
-
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.identity.is_none() {
-            // The auth deadline has its own timer.
-            return;
-        }
-        if self.last_seen.elapsed() >= self.state.chat.settings.client_timeout() {
-            log::debug!("session {} timed out", self.id);
-            self.close(close::NORMAL, "heartbeat timeout", ctx);
-            return;
-        }
-        self.outbox.ping(Bytes::new());
-    }
 }
 
 impl Actor for Session {
@@ -293,10 +272,10 @@ impl Actor for Session {
         if let Some(identity) = self.identity.take() {
             self.authenticated(identity);
         }
-        let settings = &self.state.chat.settings;
-        ctx.run_interval(settings.heartbeat(), |act, ctx| act.heartbeat(ctx));
+        // Pings and the heartbeat timeout: one sweep over the registry for every
+        // connection (`Registry::heartbeat`). Until `auth`, the auth deadline applies.
         if self.identity.is_none() {
-            ctx.run_later(settings.auth_timeout(), |act, ctx| {
+            ctx.run_later(self.state.chat.settings.auth_timeout(), |act, ctx| {
                 if act.identity.is_none() {
                     act.close(close::UNAUTHORIZED, "authentication timeout", ctx);
                 }
@@ -322,7 +301,7 @@ impl Actor for Session {
 
 impl StreamHandler<Result<Incoming, ReadError>> for Session {
     fn handle(&mut self, item: Result<Incoming, ReadError>, ctx: &mut Self::Context) {
-        self.last_seen = Instant::now();
+        self.outbox.frame_in();
         Metrics::inc(&self.state.metrics.frames_in);
         match item {
             Ok(Incoming::Text(b)) => match std::str::from_utf8(&b) {
