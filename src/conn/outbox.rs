@@ -1,8 +1,8 @@
-//! The bounded outbound queue of one connection, and the response body that drains it.
+//! The bounded outbound queue of one connection.
 //!
 //! Hub shards, the writer and the session push already-serialized frames ([`Bytes`]
-//! shared by every recipient) into the [`Outbox`]; the HTTP dispatcher pulls them
-//! through [`OutboundBody`] only when the socket can take more, so a client that
+//! shared by every recipient) into the [`Outbox`]; the connection's socket writer
+//! ([`super::writer`]) pulls them only when the socket can take more, so a client that
 //! stops reading stops the pulling, never the pushers.
 //!
 //! Overflow policy: frames of conflatable channels (feeds that carry state) keep one
@@ -12,7 +12,6 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
@@ -20,7 +19,6 @@ use std::{
 
 use actix::Recipient;
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
-use actix_web::body::{BodySize, MessageBody};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{close, disconnect_event};
@@ -33,7 +31,7 @@ pub struct OutboxClosed;
 /// Connections closed because their queue overflowed (exported by `/metrics`).
 pub static SLOW_CONSUMERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Most bytes handed to the dispatcher in one chunk.
+/// Most bytes handed to the socket writer in one chunk.
 const CHUNK: usize = 64 * 1024;
 
 enum Item {
@@ -53,9 +51,9 @@ struct Inner {
     /// Set once the connection is closing: code and reason of the close frame.
     closing: Option<(u16, String)>,
     close_sent: bool,
-    /// The dispatcher waiting for frames.
+    /// The socket writer waiting for frames.
     waker: Option<Waker>,
-    /// The body is still owned by the HTTP dispatcher (the socket is open).
+    /// The socket writer still runs (the socket is open).
     transport_alive: bool,
     /// Raw socket, to cut a connection that never drains its close frame.
     fd: Option<i32>,
@@ -312,8 +310,8 @@ impl Outbox {
     }
 
     /// Cuts the socket when the close frame could not be delivered in time (the client
-    /// stopped reading). Safe: only while the dispatcher still owns the socket, and
-    /// called on the same thread that runs the dispatcher.
+    /// stopped reading). Safe: only while the socket writer still holds the socket
+    /// (`fd` is cleared under the lock before it lets the socket go).
     pub fn force_close(&self) {
         let g = self.lock();
         if g.transport_alive {
@@ -328,8 +326,8 @@ impl Outbox {
         }
     }
 
-    /// Called when the dispatcher drops the body.
-    fn transport_gone(&self) {
+    /// Called by the socket writer when it ends (the socket is being released).
+    pub fn transport_gone(&self) {
         let mut g = self.lock();
         g.transport_alive = false;
         g.fd = None;
@@ -342,8 +340,8 @@ impl Outbox {
         notify_closed(notify);
     }
 
-    /// Encodes what is ready into one chunk.
-    fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// Encodes what is ready into one chunk (`None`: the close frame is out).
+    pub fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut g = self.lock();
         if g.close_sent {
             return Poll::Ready(None);
@@ -423,29 +421,6 @@ fn clear(g: &mut Inner) {
     g.queue.clear();
     g.conflated.clear();
     g.bytes = 0;
-}
-
-/// The WebSocket response body: pulls encoded frames from the outbox.
-pub struct OutboundBody {
-    pub outbox: Arc<Outbox>,
-}
-
-impl MessageBody for OutboundBody {
-    type Error = std::io::Error;
-
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        self.outbox.poll_chunk(cx).map(|o| o.map(Ok))
-    }
-}
-
-impl Drop for OutboundBody {
-    fn drop(&mut self) {
-        self.outbox.transport_gone();
-    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 //! It decodes client frames ([`transport::FrameReader`]), and owns only connection
 //! state: the identity, the channels joined, the heartbeat, the per-connection rate
 //! limits. Each request becomes one call into the use-case layer; everything it sends
-//! goes through the connection's bounded [`Outbox`], which the HTTP dispatcher drains
-//! at the client's pace.
+//! goes through the connection's bounded [`Outbox`], which the connection's socket
+//! writer drains at the client's pace.
 
+pub mod socket;
 pub mod transport;
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
