@@ -376,6 +376,7 @@ impl Outbox {
                 g.close_sent = true;
             }
         }
+        release_idle(&mut g);
         if out.is_empty() {
             g.waker = Some(cx.waker().clone());
             return Poll::Pending;
@@ -417,9 +418,23 @@ fn wake(g: &mut Inner) {
     }
 }
 
+/// Frees the queues' memory once they are empty: most connections are idle most of the
+/// time, and a burst should not leave its high-water capacity behind.
+fn release_idle(g: &mut Inner) {
+    if g.queue.is_empty() && g.queue.capacity() > 0 {
+        g.queue = VecDeque::new();
+    }
+    if g.control.is_empty() && g.control.capacity() > 0 {
+        g.control = VecDeque::new();
+    }
+    if g.conflated.is_empty() && g.conflated.capacity() > 0 {
+        g.conflated = HashMap::new();
+    }
+}
+
 fn clear(g: &mut Inner) {
-    g.queue.clear();
-    g.conflated.clear();
+    g.queue = VecDeque::new();
+    g.conflated = HashMap::new();
     g.bytes = 0;
 }
 

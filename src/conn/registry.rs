@@ -22,7 +22,46 @@ pub struct ConnHandle {
     pub outbox: Arc<Outbox>,
 }
 
-type UserConns = HashMap<Arc<str>, Vec<Arc<ConnHandle>>>;
+/// One user's connections: almost always one, held without a vector.
+enum Conns {
+    One(Arc<ConnHandle>),
+    Many(Vec<Arc<ConnHandle>>),
+}
+
+impl Conns {
+    fn as_slice(&self) -> &[Arc<ConnHandle>] {
+        match self {
+            Conns::One(c) => std::slice::from_ref(c),
+            Conns::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, conn: Arc<ConnHandle>) {
+        match self {
+            Conns::One(c) => *self = Conns::Many(vec![c.clone(), conn]),
+            Conns::Many(v) => v.push(conn),
+        }
+    }
+
+    /// Removes connection `id`: (was it there, is the user left with none).
+    fn remove(&mut self, id: u64) -> (bool, bool) {
+        match self {
+            Conns::One(c) => (c.id == id, c.id == id),
+            Conns::Many(v) => {
+                let before = v.len();
+                v.retain(|c| c.id != id);
+                let (removed, empty) = (v.len() < before, v.is_empty());
+                if v.len() == 1 {
+                    let one = v[0].clone();
+                    *self = Conns::One(one);
+                }
+                (removed, empty)
+            }
+        }
+    }
+}
+
+type UserConns = HashMap<Arc<str>, Conns>;
 
 /// Registry buckets (locks), so that connects and disconnects of different users
 /// rarely contend.
@@ -49,20 +88,24 @@ impl Registry {
 
     pub fn add(&self, conn: Arc<ConnHandle>) {
         let mut b = self.bucket(&conn.user.id).write().unwrap_or_else(|p| p.into_inner());
-        b.entry(conn.user.id.clone()).or_default().push(conn);
+        match b.get_mut(&conn.user.id) {
+            Some(conns) => conns.push(conn),
+            None => {
+                b.insert(conn.user.id.clone(), Conns::One(conn));
+            }
+        }
         let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
         self.high.fetch_max(live, Ordering::Relaxed);
     }
 
     pub fn remove(&self, user: &str, conn_id: u64) {
         let mut b = self.bucket(user).write().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = b.get_mut(user) {
-            let before = v.len();
-            v.retain(|c| c.id != conn_id);
-            if v.len() < before {
+        if let Some(conns) = b.get_mut(user) {
+            let (removed, none_left) = conns.remove(conn_id);
+            if removed {
                 self.live.fetch_sub(1, Ordering::Relaxed);
             }
-            if v.is_empty() {
+            if none_left {
                 b.remove(user);
             }
         }
@@ -77,7 +120,7 @@ impl Registry {
 
     pub fn connections(&self, user: &str) -> Vec<Arc<ConnHandle>> {
         let b = self.bucket(user).read().unwrap_or_else(|p| p.into_inner());
-        b.get(user).cloned().unwrap_or_default()
+        b.get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default()
     }
 
     /// Every live connection.
@@ -86,7 +129,7 @@ impl Registry {
             .iter()
             .flat_map(|b| {
                 b.read()
-                    .map(|m| m.values().flatten().cloned().collect::<Vec<_>>())
+                    .map(|m| m.values().flat_map(Conns::as_slice).cloned().collect::<Vec<_>>())
                     .unwrap_or_default()
             })
             .collect()
@@ -102,7 +145,13 @@ impl Registry {
         let mut batch: Vec<Arc<ConnHandle>> = Vec::new();
         for b in &self.buckets {
             batch.clear();
-            batch.extend(b.read().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned());
+            batch.extend(
+                b.read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .flat_map(Conns::as_slice)
+                    .cloned(),
+            );
             for c in &batch {
                 if c.outbox.heartbeat(now, timeout) == Beat::TimedOut {
                     log::debug!("connection {} timed out", c.id);

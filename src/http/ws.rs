@@ -78,7 +78,7 @@ pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
 
     let fd = req.conn_data::<ConnFd>().map(|f| f.0);
     let outbox = Outbox::new(s.outbox_max_frames, s.outbox_max_bytes, fd);
-    let session = Session::new(state.get_ref().clone(), outbox.clone(), identity);
+    let session = Session::new(state.clone(), outbox.clone(), identity);
     let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS)
         .upgrade("websocket")
         .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))

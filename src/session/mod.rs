@@ -7,22 +7,27 @@
 //! goes through the connection's bounded [`Outbox`], which the connection's socket
 //! writer drains at the client's pace.
 
+mod joined;
 pub mod socket;
 pub mod transport;
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use actix::prelude::*;
+use actix_web::web;
 use bytes::Bytes;
 use serde::Serialize;
 
-use self::transport::{Incoming, ReadError};
+use self::{
+    joined::Joined,
+    transport::{Incoming, ReadError},
+};
 use crate::{
     auth::Identity,
     chat,
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
-    limit::Limiter,
+    limit::{Gcra, Rate},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
     state::{AppState, Metrics},
 };
@@ -43,36 +48,42 @@ pub struct Session {
     /// This connection as the hub and registry know it (set once authenticated).
     conn: Option<Arc<ConnHandle>>,
     outbox: Arc<Outbox>,
-    state: AppState,
+    /// Shared, not copied: one pointer per connection.
+    state: web::Data<AppState>,
     /// Joined (or joining) channels → the generation of that join, so a join that
     /// completes after a `leave` is dropped. Bounded by `max_channels_per_conn`.
-    joined: HashMap<Arc<str>, u64>,
+    joined: Joined,
     generation: u64,
-    /// Writes (publish, typing, edit, delete, signal).
-    writes: Limiter,
-    /// Every request.
-    requests: Limiter,
+    /// Writes (publish, typing, edit, delete, signal), at [`Session::rates`]' first.
+    writes: Gcra,
+    /// Every request, at [`Session::rates`]' second.
+    requests: Gcra,
     /// Consecutive rate-limited requests.
     strikes: u32,
 }
 
 impl Session {
-    pub fn new(state: AppState, outbox: Arc<Outbox>, identity: Option<Identity>) -> Session {
+    pub fn new(state: web::Data<AppState>, outbox: Arc<Outbox>, identity: Option<Identity>) -> Session {
         let id = state.metrics.conn_id();
-        let rate = state.chat.settings.publish_rate;
-        let all = (rate * 4.0).max(100.0);
         Session {
             id,
             identity,
             conn: None,
             outbox,
-            joined: HashMap::new(),
+            joined: Joined::default(),
             generation: 0,
-            writes: Limiter::new(rate, rate * 2.0),
-            requests: Limiter::new(all, all * 2.0),
+            writes: Gcra::default(),
+            requests: Gcra::default(),
             strikes: 0,
             state,
         }
+    }
+
+    /// The rates of (writes, requests) of a connection.
+    fn rates(&self) -> (Rate, Rate) {
+        let rate = self.state.chat.settings.publish_rate;
+        let all = (rate * 4.0).max(100.0);
+        (Rate::new(rate, rate * 2.0), Rate::new(all, all * 2.0))
     }
 
     fn send(&self, frame: Bytes) {
@@ -154,7 +165,8 @@ impl Session {
             }
             return;
         }
-        let limited = !self.requests.take() || (req.op.is_costly() && !self.writes.take());
+        let (writes, requests) = self.rates();
+        let limited = !self.requests.take(requests) || (req.op.is_costly() && !self.writes.take(writes));
         if limited {
             Metrics::inc(&self.state.metrics.rate_limited);
             self.strikes += 1;
@@ -256,7 +268,7 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
-        let channels: Vec<Arc<str>> = self.joined.drain().map(|(name, _)| name).collect();
+        let channels = self.joined.drain();
         if !channels.is_empty() {
             chat::join::leave(&self.state.chat, self.id, channels);
         }
@@ -267,7 +279,9 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
+        // Bound of the messages waiting for the session; beyond, senders wait (`send`)
+        // or are refused (`try_send`); `do_send` is used only for `OutboxClosed`, once.
+        ctx.set_mailbox_capacity(16);
         self.outbox.set_notify(ctx.address().recipient());
         Metrics::inc(&self.state.metrics.connections_total);
         if let Some(identity) = self.identity.take() {
