@@ -174,7 +174,7 @@ impl Application {
             .local_addr()
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
         let server = serve(listener, addr, state.clone(), &settings)?;
-        release_memory_after_disconnects(state.chat.hub.clone());
+        release_free_memory(state.chat.hub.clone());
         heartbeat(state.chat.hub.clone(), settings.heartbeat(), settings.client_timeout());
         sweep_idle_feeds(state.chat.feeds.clone());
         let demo_stop = Arc::new(AtomicBool::new(false));
@@ -279,7 +279,14 @@ fn serve(
         // Above the WebSocket bound per worker (`http::upgrade`), which answers 503.
         .max_concurrent_connections(http::upgrade::MAX_WS_PER_WORKER + 10_000)
         .shutdown_timeout(5)
-        .disable_signals();
+        .disable_signals()
+        // Blocking work is storage (no more at once than its pool's connections),
+        // password hashing (a permit per core but one) and upload files; actix's
+        // default of 512 threads per worker only costs stacks. Beyond the bound, work
+        // waits in tokio's queue of blocking tasks (each caller awaits its own).
+        .worker_max_blocking_threads(
+            settings.db_pool_size as usize + std::thread::available_parallelism().map_or(1, |n| n.get()) + 2,
+        );
     if settings.workers > 0 {
         builder = builder.workers(settings.workers);
     }
@@ -378,21 +385,26 @@ fn heartbeat(hub: Hub, every: std::time::Duration, timeout: std::time::Duration)
 }
 
 /// glibc keeps freed heap in its arenas: after thousands of connections close, the
-/// process would stay at its peak size. Every 10 s, when the number of connections is
-/// 1000 or more below its peak of the last 10 s, hand the free memory back.
-fn release_memory_after_disconnects(hub: Hub) {
+/// process would stay at its peak size, and the transient memory of a join storm
+/// (handshakes, snapshots, presence batches) stays behind the connections it brought.
+/// Every 10 s, hand the free memory back when the number of connections is 1000 or
+/// more below its peak of the last 10 s, or 1000 or more away from where it was at the
+/// last release (a burst of connects that has settled).
+fn release_free_memory(hub: Hub) {
     actix::spawn(async move {
         let mut iv = actix_web::rt::time::interval(std::time::Duration::from_secs(10));
+        let mut at_last = 0usize;
         loop {
             iv.tick().await;
             let (peak, now) = hub.registry.take_high_water();
-            if peak >= now + 1000 {
+            if peak >= now + 1000 || now.abs_diff(at_last) >= 1000 {
                 #[cfg(all(target_os = "linux", target_env = "gnu"))]
                 // SAFETY: malloc_trim only releases free memory; it is thread-safe.
                 unsafe {
                     libc::malloc_trim(0);
                 }
-                log::debug!("released free memory after {} disconnects", peak - now);
+                log::debug!("released free memory ({peak} connections at the peak, {now} now)");
+                at_last = now;
             }
         }
     });
