@@ -28,6 +28,7 @@ pub mod auth;
 pub mod broker;
 pub mod channels;
 pub mod chat;
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod demo;

@@ -116,9 +116,79 @@ impl KeyedLimiter {
     }
 }
 
+/// Open connections per key (client address). Bound: one entry per key with at least
+/// one open connection, so the map never outgrows the open connections; overflow
+/// policy: a key at `max` gets no new slot (the connection is refused).
+pub struct ConnCounts {
+    /// 0 = no limit (connections are still counted).
+    max: u32,
+    counts: std::sync::Mutex<std::collections::HashMap<Box<str>, u32>>,
+}
+
+/// One counted connection; dropping it frees its place.
+pub struct ConnSlot {
+    counts: std::sync::Arc<ConnCounts>,
+    key: Box<str>,
+}
+
+impl ConnCounts {
+    pub fn new(max: u32) -> std::sync::Arc<ConnCounts> {
+        std::sync::Arc::new(ConnCounts {
+            max,
+            counts: Default::default(),
+        })
+    }
+
+    /// A place for one more connection of `key`, unless it has `max` already.
+    pub fn acquire(self: &std::sync::Arc<Self>, key: &str) -> Option<ConnSlot> {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key.into()).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            counts: self.clone(),
+            key: key.into(),
+        })
+    }
+
+    /// Open connections counted for `key`.
+    pub fn count(&self, key: &str) -> u32 {
+        let m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conn_counts_bound_per_key_and_free_on_drop() {
+        let c = ConnCounts::new(2);
+        let a1 = c.acquire("a").unwrap();
+        let _a2 = c.acquire("a").unwrap();
+        assert!(c.acquire("a").is_none());
+        assert!(c.acquire("b").is_some(), "other keys unaffected");
+        drop(a1);
+        assert_eq!(c.count("a"), 1);
+        assert!(c.acquire("a").is_some());
+        assert_eq!(c.count("b"), 0, "a dropped slot's key is forgotten");
+        assert!(c.counts.lock().unwrap().get("b").is_none());
+    }
 
     #[test]
     fn gcra_allows_the_burst() {

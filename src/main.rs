@@ -1,19 +1,27 @@
-//! `chatserver`: reads settings, starts the server, serves until SIGINT/SIGTERM.
-//! `chatserver healthcheck` asks a running server's `/healthz` (for containers).
+//! `chatserver`: the command line ([`chatserver::cli`]). Without a command (or with
+//! `serve`) it reads settings, starts the server and serves until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use chatserver::{
+    cli::{Cli, Command},
     config::{Settings, Source},
     startup::Application,
 };
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck();
+    match cli.command {
+        None | Some(Command::Serve) => serve(),
+        Some(other) => chatserver::cli::run(other),
     }
+}
+
+#[actix_web::main]
+async fn serve() -> ExitCode {
     let result = async {
         let (settings, sources) = Settings::load_with_sources()?;
         // Which settings were set, and where (never their values: one is the secret).
@@ -40,30 +48,5 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// GET /healthz on the configured address; exit 0 when it answers 200.
-fn healthcheck() -> ExitCode {
-    use std::io::{Read, Write};
-    let ok = (|| -> Option<bool> {
-        let settings = Settings::load().ok()?;
-        let mut addr = settings.bind_addr().ok()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let timeout = std::time::Duration::from_secs(2);
-        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
-        s.set_read_timeout(Some(timeout)).ok()?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut buf = [0u8; 32];
-        let n = s.read(&mut buf).ok()?;
-        Some(buf[..n].starts_with(b"HTTP/1.1 200"))
-    })();
-    if ok == Some(true) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }

@@ -28,11 +28,12 @@ use crate::{
         Broker, LocalBroker,
     },
     channels::Namespace,
-    chat::{Chat, Limits},
+    chat::{moderation::Mutes, Chat, Limits},
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::{self, ws::ConnFd},
     hub::{Hub, HubConfig, SeedLastValues},
+    limit::{ConnCounts, KeyedLimiter},
     protocol::close,
     state::{AppState, Metrics},
     storage::{self, queries, writer, Db, DbTarget},
@@ -112,6 +113,7 @@ impl Application {
                 shards: settings.shards(),
                 epoch: hex::encode(rand::random::<[u8; 4]>()).into(),
                 presence_refresh: std::time::Duration::from_secs_f64(settings.presence_refresh_s),
+                versions: auth.versions().clone(),
             },
             broker.clone(),
             feeds.clone(),
@@ -124,6 +126,31 @@ impl Application {
             Box::new(hub.clone()),
             settings.write_batch_max,
         );
+
+        // Revoked tokens stay revoked across restarts.
+        let versions = db
+            .run(queries::token_versions)
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        auth.versions().load(versions);
+        let bans = db
+            .run(|c| queries::list_bans(c, i64::MAX))
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        for b in bans {
+            auth.versions().set_banned(&b.user_id, true);
+        }
+        let last_change = db
+            .run(queries::last_revocation)
+            .await
+            .map_err(|e| StartError::Other(e.message))?;
+        let mutes: Arc<Mutes> = Arc::default();
+        mutes.replace(
+            db.run(queries::active_mutes)
+                .await
+                .map_err(|e| StartError::Other(e.message))?,
+        );
+        follow_changes(db.clone(), hub.clone(), last_change, mutes.clone());
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -158,6 +185,7 @@ impl Application {
                     32,
                 )),
                 settings: settings.clone(),
+                mutes,
                 db,
                 writer,
                 hub,
@@ -166,6 +194,8 @@ impl Application {
             },
             metrics: Arc::new(Metrics::default()),
             proxies: settings.trusted_proxies().into(),
+            handshakes: Arc::new(KeyedLimiter::per_minute(settings.handshakes_per_min_per_address)),
+            addr_conns: ConnCounts::new(settings.max_conns_per_address),
         };
 
         let addr = settings.bind_addr()?;
@@ -405,6 +435,36 @@ fn release_free_memory(hub: Hub) {
                 }
                 log::debug!("released free memory ({peak} connections at the peak, {now} now)");
                 at_last = now;
+            }
+        }
+    });
+}
+
+/// How often a node reads the change log of revocations and bans and the mutes in
+/// force (changes made on another node or by the command line reach this node's
+/// connections this fast).
+const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Applies the change log (token revocations, bans, unbans) from `after` on, and
+/// refreshes the mutes in force, forever.
+fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
+    actix::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
+        loop {
+            tick.tick().await;
+            let from = after;
+            match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
+                Ok(changes) => {
+                    for (id, user, change) in changes {
+                        hub.apply_change(&user, change);
+                        after = id;
+                    }
+                }
+                Err(e) => log::warn!("reading the change log: {}", e.message),
+            }
+            match db.run(queries::active_mutes).await {
+                Ok(rows) => mutes.replace(rows),
+                Err(e) => log::warn!("reading the mutes: {}", e.message),
             }
         }
     });

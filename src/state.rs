@@ -7,6 +7,7 @@ use std::sync::{
 
 use crate::{
     chat::Chat,
+    limit::{ConnCounts, KeyedLimiter},
     net::{client_addr, Cidr},
 };
 
@@ -18,6 +19,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub proxies: Arc<[Cidr]>,
+    /// WebSocket handshakes per client address.
+    pub handshakes: Arc<KeyedLimiter>,
+    /// Open WebSocket connections per client address.
+    pub addr_conns: Arc<ConnCounts>,
 }
 
 impl AppState {

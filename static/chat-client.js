@@ -186,7 +186,11 @@ export class Channel extends Emitter {
 /**
  * The client. Options (all optional):
  *  url               WebSocket URL; default `ws(s)://<location.host>/ws`
- *  token             string, or (async) function returning one; none = cookie/anonymous
+ *  token             string, or (async) function returning one; none = cookie/anonymous.
+ *                    With a function, a token about to expire (its `exp`) is replaced
+ *                    on the open connection (`auth` op) before the server would close
+ *                    it with 4001, and a connection closed with 4001 reconnects with
+ *                    a fresh token.
  *  tokenMode         'query' (default: `?token=`) or 'frame' (first frame `{"op":"auth"}`)
  *  WebSocket         WebSocket constructor (default globalThis.WebSocket)
  *  requestTimeoutMs  default 10000
@@ -238,6 +242,8 @@ export class ChatClient extends Emitter {
     this._openWaiters = [];
     this._reconnectTimer = null;
     this._welcomeTimer = null;
+    this._refreshTimer = null;
+    this._authFailures = 0;
     this._heartbeatTimer = null;
     this._lastFrameAt = 0;
     this._openedAt = 0;
@@ -268,6 +274,7 @@ export class ChatClient extends Emitter {
   /** Close for good (no reconnect). Pending requests and publishes are rejected. */
   close(code = 1000, reason = 'client closed') {
     this._clearReconnect();
+    this._clearTimer('_refreshTimer');
     this._stopHeartbeat();
     const ws = this.ws;
     this.ws = null;
@@ -359,6 +366,7 @@ export class ChatClient extends Emitter {
     this.ws = null;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     this._clearTimer('_welcomeTimer');
+    this._clearTimer('_refreshTimer');
     this._stopHeartbeat();
     const wasOpen = this.state === 'open';
     if (wasOpen && this.now() - this._openedAt >= this.options.stableMs) this.attempt = 0;
@@ -372,6 +380,11 @@ export class ChatClient extends Emitter {
       if (ch.wanted && ch.state === 'joined') ch._setState('joining');
     }
     this.emit('close', { code: e.code, reason: e.reason, wasOpen });
+    if (e.code === 4001 && wasOpen && typeof this.options.token === 'function' && this.options.reconnect) {
+      // The token expired or was revoked while open: a fresh one may be had.
+      this._scheduleReconnect(this._authFailures++ > 0 ? 3 : 0);
+      return;
+    }
     if (e.code === 4001) {
       // unauthorized: retrying with the same credentials would not help
       this.emit('error', new ChatError('unauthorized', e.reason || 'unauthorized'));
@@ -482,6 +495,7 @@ export class ChatClient extends Emitter {
     this._setState('open', { reconnected });
     this.emit('welcome', msg);
     this._startHeartbeat();
+    this._scheduleTokenRefresh();
     // 1. rejoin channels, 2. resend the outbox, 3. flush queued requests.
     for (const ch of this.channels.values()) if (ch.wanted) this._sendJoin(ch);
     for (const entry of this._outbox) entry.reqId = null;
@@ -1009,6 +1023,52 @@ export class ChatClient extends Emitter {
   deleteMessage(channel, seq) { return this.request('delete', { channel, seq }); }
   signal(to, call, data) { return this.request('signal', { to: String(to), call, data }); }
   ping(opts) { return this.request('ping', {}, opts); }
+
+  // ------------------------------------------------------------------ token refresh
+
+  /** Seconds since the epoch when the JWT `token` expires, or null. */
+  static tokenExpiry(token) {
+    try {
+      const part = String(token).split('.')[1];
+      const json = globalThis.atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+      const exp = JSON.parse(json).exp;
+      return typeof exp === 'number' ? exp : null;
+    } catch (_) { return null; }
+  }
+
+  /**
+   * With a token function: fetch a fresh token shortly before the one in force expires
+   * (a fifth of its remaining life before, at most a minute) and send it with `auth`.
+   */
+  _scheduleTokenRefresh() {
+    this._clearTimer('_refreshTimer');
+    if (typeof this.options.token !== 'function' || !this._token) return;
+    const exp = ChatClient.tokenExpiry(this._token);
+    if (exp === null) return;
+    const left = exp * 1000 - this.now();
+    const margin = Math.min(60000, Math.max(1000, left / 5));
+    const wait = Math.max(0, Math.min(left - margin, 2 ** 31 - 1));
+    this._refreshTimer = this._setTimeout(() => {
+      this._refreshTimer = null;
+      this._refreshToken();
+    }, wait);
+  }
+
+  async _refreshToken() {
+    if (this.state !== 'open') return;
+    let token;
+    try { token = await this.options.token(); } catch (err) { this.emit('error', err); }
+    if (this.state !== 'open' || !token || token === this._token) return;
+    try {
+      await this.request('auth', { token });
+      this._token = token;
+      this._authFailures = 0;
+      this.emit('token', { exp: ChatClient.tokenExpiry(token) });
+      this._scheduleTokenRefresh();
+    } catch (err) {
+      this.emit('error', err);
+    }
+  }
 
   // ------------------------------------------------------------------ heartbeat
 

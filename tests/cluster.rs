@@ -390,3 +390,44 @@ fn presence_spans_nodes() {
     drop(c);
     let _ = n1.stop_after_signal();
 }
+
+#[test]
+fn logout_on_one_node_revokes_the_token_on_the_other() {
+    let Some((_db, a, b, _dirs)) = cluster() else { return };
+    let (token, _) = a.register("gina", PASSWORD);
+    let mut on_b = b.ws(&token);
+    on_b.ping();
+    assert_eq!(a.post("/api/logout", Some(&token), json!({})).0, 200);
+    assert_eq!(on_b.expect_close(T), Some(4001), "connection on the other node");
+    let (st, body) = b.get("/api/me", Some(&token));
+    assert_eq!(st, 401, "revoked token on the other node: {body}");
+    // A login on the other node issues a token that works on both.
+    let (st, body) = b.post("/api/login", None, json!({"name":"gina","password": PASSWORD}));
+    assert_eq!(st, 200, "{body}");
+    let fresh = body["token"].as_str().unwrap();
+    a.ws(fresh).ping();
+    b.ws(fresh).ping();
+}
+
+#[test]
+fn kicks_and_bans_reach_the_other_node() {
+    let Some((_db, a, b, _dirs)) = cluster() else { return };
+    let (token, id) = a.register("hank", PASSWORD);
+    let root = a.mint("root", "root", "admin", 3600);
+    let mut on_b = b.ws(&token);
+    on_b.ping();
+    let (st, body) = a.post(&format!("/api/admin/users/{id}/kick"), Some(&root), json!({}));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(on_b.expect_close(T), Some(4003), "kicked on the other node");
+    let mut again = b.ws(&token);
+    let r = a.http(
+        "PUT",
+        &format!("/api/admin/users/{id}/ban"),
+        Some(&root),
+        Some(&json!({})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(again.expect_close(secs(6.0)), Some(4003), "banned on the other node");
+    assert_eq!(b.get("/api/me", Some(&token)).0, 403);
+}

@@ -108,7 +108,12 @@ fn presence_events_carry_the_count() {
 
 #[test]
 fn above_1000_present_only_the_count_is_told_at_most_once_a_second() {
-    let s = TestServer::start(Opts::new().env("CHAT_OUTBOX_MAX_FRAMES", "65536"));
+    // 1,001 connections from one address: above the default handshake rate.
+    let s = TestServer::start(
+        Opts::new()
+            .env("CHAT_OUTBOX_MAX_FRAMES", "65536")
+            .env("CHAT_HANDSHAKES_PER_MIN_PER_ADDRESS", "100000"),
+    );
     let mut watcher = s.ws(&s.mint("w", "watcher", "user", 3600));
     watcher.ok(json!({"op":"join","channel":"room:stage"}));
     let _crowd = crowd(&s, "room:stage", 1000, "s");

@@ -1,6 +1,8 @@
 //! Identity: JWT (HS256) tokens, argon2 password hashes, and extracting credentials
 //! from a request (header, cookie, query).
 
+pub mod versions;
+
 use std::{path::Path, sync::Arc};
 
 use actix_web::HttpRequest;
@@ -11,6 +13,7 @@ use argon2::{
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+pub use self::versions::TokenVersions;
 use crate::{error::AppError, protocol::UserRef};
 
 /// Name of the HttpOnly session cookie set by `/api/login`.
@@ -91,6 +94,22 @@ struct Claims {
     /// A device token: the entity it reports the position of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     entity: Option<String>,
+    /// The account's token version when the token was issued ([`TokenVersions`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ver: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// What a verified token says beyond the identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// The account's token version it was issued under.
+    pub ver: u32,
 }
 
 /// Signs and verifies tokens with the server's secret.
@@ -101,6 +120,7 @@ pub struct Auth {
     validation: Arc<Validation>,
     /// Lifetime of tokens this server issues.
     ttl_s: u64,
+    versions: Arc<TokenVersions>,
 }
 
 impl Auth {
@@ -113,7 +133,14 @@ impl Auth {
             dec: Arc::new(DecodingKey::from_secret(secret)),
             validation: Arc::new(validation),
             ttl_s,
+            versions: Arc::default(),
         }
+    }
+
+    /// The accounts' token versions (shared with the hub, which applies revocations
+    /// from other nodes).
+    pub fn versions(&self) -> &Arc<TokenVersions> {
+        &self.versions
     }
 
     /// Issues a token for a user of this server.
@@ -125,12 +152,32 @@ impl Auth {
             exp,
             role: Some(role),
             entity: None,
+            ver: self.versions.current(&user.id),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
     }
 
-    /// Verifies signature and expiry; the display name falls back to the id.
+    /// Mints a token for any user id, as a backend that knows the secret would (the
+    /// command line's `token mint`): `entity` makes it a device's token for `loc:`.
+    pub fn mint(&self, sub: &str, name: Option<&str>, role: Role, ttl_s: u64, entity: Option<&str>) -> String {
+        let claims = Claims {
+            sub: sub.to_string(),
+            name: name.map(str::to_string),
+            exp: (crate::protocol::now_ms() / 1000) as u64 + ttl_s,
+            role: Some(role),
+            entity: entity.map(str::to_string),
+            ver: self.versions.current(sub),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
+    }
+
+    /// Verifies signature, expiry and version; the display name falls back to the id.
     pub fn verify(&self, token: &str) -> Result<Identity, AppError> {
+        self.verify_full(token).map(|(identity, _)| identity)
+    }
+
+    /// [`Auth::verify`], also returning the token's expiry and version.
+    pub fn verify_full(&self, token: &str) -> Result<(Identity, TokenInfo), AppError> {
         let data = decode::<Claims>(token, &self.dec, &self.validation)
             .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
@@ -152,12 +199,20 @@ impl Auth {
         {
             return Err(AppError::unauthorized("invalid token: bad `entity`"));
         }
-        Ok(Identity {
+        if self.versions.is_banned(&c.sub) {
+            return Err(AppError::forbidden("this account is banned"));
+        }
+        if c.ver < self.versions.current(&c.sub) {
+            return Err(AppError::unauthorized("token revoked (logged out or password changed)"));
+        }
+        let info = TokenInfo { exp: c.exp, ver: c.ver };
+        let identity = Identity {
             user: UserRef::new(c.sub, name),
             role: c.role.unwrap_or(Role::User),
             anonymous: false,
             entity: c.entity.map(Into::into),
-        })
+        };
+        Ok((identity, info))
     }
 }
 
@@ -311,6 +366,21 @@ mod tests {
         let b = Auth::new(b"secret-two-secret-two-secret-two", 60);
         assert_eq!(b.verify(&t).unwrap_err().code, crate::error::ErrorCode::Unauthorized);
         assert!(a.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn revoked_versions_are_refused() {
+        let a = Auth::new(b"secret-one-secret-one-secret-one", 60);
+        let bob = UserRef::new("7", "bob");
+        let old = a.issue(&bob, Role::User);
+        assert_eq!(a.verify_full(&old).unwrap().1.ver, 0);
+        a.versions().raise("7", 1);
+        let e = a.verify(&old).unwrap_err();
+        assert_eq!(e.code, crate::error::ErrorCode::Unauthorized);
+        let new = a.issue(&bob, Role::User);
+        assert_eq!(a.verify_full(&new).unwrap().1.ver, 1);
+        // Another account is not affected.
+        assert!(a.verify(&a.issue(&UserRef::new("8", "eve"), Role::User)).is_ok());
     }
 
     #[test]

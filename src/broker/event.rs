@@ -72,6 +72,17 @@ pub enum BusEvent {
         to: Arc<str>,
         frame: Box<RawValue>,
     },
+    /// Tokens of user `user` older than `version` were revoked (logout, password
+    /// change): every node refuses them and closes their connections.
+    Revoke {
+        user: Arc<str>,
+        version: u32,
+    },
+    /// A moderator kicked user `user`: every node closes its connections (4003).
+    Kick {
+        user: Arc<str>,
+        reason: Arc<str>,
+    },
     /// Users who became present or absent on the sending node.
     Presence {
         channel: Arc<str>,
@@ -93,7 +104,7 @@ impl BusEvent {
     /// The channel the event is about (`None` for per-user events).
     pub fn channel(&self) -> Option<&Arc<str>> {
         match self {
-            BusEvent::Signal { .. } => None,
+            BusEvent::Signal { .. } | BusEvent::Revoke { .. } | BusEvent::Kick { .. } => None,
             BusEvent::Message(m) => Some(&m.channel),
             BusEvent::Edit(e) => Some(&e.channel),
             BusEvent::Delete(d) => Some(&d.channel),

@@ -23,7 +23,7 @@ pub enum Namespace {
 }
 
 /// Who may publish into a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PublishRule {
     /// Members (rooms: everyone for public rooms, members for private ones; DMs: the two users).
@@ -147,7 +147,7 @@ impl Namespace {
 static POLICIES: OnceLock<[Policy; 5]> = OnceLock::new();
 
 /// Overrides of one namespace's policy (`[policies.<namespace>]` in the config file).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyOverride {
     pub anonymous_read: Option<bool>,

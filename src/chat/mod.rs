@@ -29,6 +29,7 @@ pub mod edit;
 pub mod history;
 pub mod join;
 pub mod locations;
+pub mod moderation;
 pub mod presence;
 pub mod publish;
 pub mod read;
@@ -66,6 +67,8 @@ pub struct Chat {
     pub limits: Arc<Limits>,
     /// Where passwords are hashed and checked.
     pub passwords: Arc<PasswordWork>,
+    /// Mutes in force.
+    pub mutes: Arc<moderation::Mutes>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

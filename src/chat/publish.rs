@@ -28,6 +28,7 @@ struct Checked {
 fn check(chat: &Chat, who: &Identity, req: request::Publish) -> AppResult<Checked> {
     let channel = Channel::parse(&req.channel)?;
     let access = publish_access(who, &channel)?;
+    chat.mutes.check(&channel.full, who.id())?;
     check_data(&req.data, chat.settings.max_message_bytes)?;
     chat.spend(who, 1)?;
     if let Some(c) = &req.client_id {

@@ -126,6 +126,13 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_ROOMS_PER_HOUR", "rooms_per_hour", number::<u32>),
     var("CHAT_SIGNAL_MAX_BYTES", "signal_max_bytes", number::<usize>),
     var("CHAT_RINGS_PER_MIN", "rings_per_min", number::<u32>),
+    var("CHAT_MAX_CONNS_PER_USER", "max_conns_per_user", number::<u32>),
+    var("CHAT_MAX_CONNS_PER_ADDRESS", "max_conns_per_address", number::<u32>),
+    var(
+        "CHAT_HANDSHAKES_PER_MIN_PER_ADDRESS",
+        "handshakes_per_min_per_address",
+        number::<u32>,
+    ),
     var("CHAT_MAX_CHANNELS_PER_CONN", "max_channels_per_conn", number::<usize>),
     var("CHAT_HUB_SHARDS", "hub_shards", number::<usize>),
     var("CHAT_WORKERS", "workers", number::<usize>),

@@ -23,7 +23,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 /// Every knob the server reads at start. Defaults need no setup at all.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP/WebSocket listener binds (`127.0.0.1:0` picks a free port).
@@ -80,6 +80,13 @@ pub struct Settings {
     pub signal_max_bytes: usize,
     /// Rings (`signal` of kind `ring`) one user may send another per minute.
     pub rings_per_min: u32,
+    /// WebSocket connections one user may hold open on a node (0: no limit).
+    pub max_conns_per_user: u32,
+    /// WebSocket connections one client address may hold open on a node (0: no limit).
+    pub max_conns_per_address: u32,
+    /// WebSocket handshakes one client address may make per minute (in bursts of as
+    /// many).
+    pub handshakes_per_min_per_address: u32,
     /// Channels one connection may be joined to at once.
     pub max_channels_per_conn: usize,
     /// Hub shards (actors on their own threads); 0 = one per CPU.
@@ -151,6 +158,9 @@ impl Default for Settings {
             rooms_per_hour: 20,
             signal_max_bytes: 16 * 1024,
             rings_per_min: 6,
+            max_conns_per_user: 100,
+            max_conns_per_address: 2000,
+            handshakes_per_min_per_address: 600,
             max_channels_per_conn: 512,
             hub_shards: 0,
             workers: 0,

@@ -235,13 +235,21 @@ impl Outbox {
         Beat::Alive
     }
 
-    /// Answers a client ping.
+    /// Answers a client ping. When pongs pile up (a ping flood), the oldest pending one
+    /// gives way: the most recent ping is always answered (RFC 6455 §5.5.3).
     pub fn pong(&self, payload: Bytes) {
         let mut g = self.lock();
-        if g.closing.is_none() && g.control.len() < 8 {
-            g.control.push_back((OpCode::Pong, payload));
-            wake(&mut g);
+        if g.closing.is_some() {
+            return;
         }
+        if g.control.len() >= 8 {
+            let Some(oldest) = g.control.iter().position(|(op, _)| *op == OpCode::Pong) else {
+                return;
+            };
+            g.control.remove(oldest);
+        }
+        g.control.push_back((OpCode::Pong, payload));
+        wake(&mut g);
     }
 
     /// Starts closing: `flush` sends what is queued first; otherwise the backlog is

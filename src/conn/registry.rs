@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::{outbox::Beat, Outbox};
-use crate::protocol::UserRef;
+use crate::protocol::{close, UserRef};
 
 /// One WebSocket connection as the hub and the use cases see it.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct ConnHandle {
     pub id: u64,
     pub user: UserRef,
     pub outbox: Arc<Outbox>,
+    /// Version of the token the connection authenticated with (revocation).
+    pub token_ver: u32,
 }
 
 /// One user's connections: almost always one, held without a vector.
@@ -123,6 +125,28 @@ impl Registry {
         b.get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default()
     }
 
+    /// Closes the user's connections that authenticated with a token older than
+    /// `version` (4001: the token was revoked). How many were closed.
+    pub fn revoke(&self, user: &str, version: u32) -> usize {
+        let mut n = 0;
+        for c in self.connections(user) {
+            if c.token_ver < version {
+                c.outbox.close(close::UNAUTHORIZED, "token revoked", false);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Closes every connection of the user (a kick or a ban). How many were closed.
+    pub fn close_user(&self, user: &str, code: u16, reason: &str) -> usize {
+        let conns = self.connections(user);
+        for c in &conns {
+            c.outbox.close(code, reason, false);
+        }
+        conns.len()
+    }
+
     /// Every live connection.
     pub fn all(&self) -> Vec<Arc<ConnHandle>> {
         self.buckets
@@ -177,6 +201,7 @@ mod tests {
             id,
             user: UserRef::new(user, user),
             outbox: Outbox::new(8, 1024, None),
+            token_ver: 0,
         })
     }
 
@@ -196,5 +221,20 @@ mod tests {
         r.remove("a", 2);
         assert!(r.connections("a").is_empty());
         assert_eq!(r.all().len(), 1);
+    }
+
+    #[test]
+    fn revoke_closes_older_tokens_only() {
+        let r = Registry::default();
+        let old = conn(1, "a");
+        let new = Arc::new(ConnHandle {
+            token_ver: 2,
+            ..Arc::try_unwrap(conn(2, "a")).unwrap()
+        });
+        r.add(old.clone());
+        r.add(new.clone());
+        assert_eq!(r.revoke("a", 2), 1);
+        assert!(old.outbox.is_closing());
+        assert!(!new.outbox.is_closing());
     }
 }

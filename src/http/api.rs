@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/register", web::post().to(register))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
+        .route("/password", web::post().to(change_password))
         .route("/me", web::get().to(me))
         .route("/rooms", web::get().to(list_rooms))
         .route("/rooms", web::post().to(create_room))
@@ -77,14 +78,39 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Cre
     Ok(session_response(&state, account))
 }
 
-async fn logout() -> HttpResponse {
+/// Logs out everywhere: the caller's tokens (all of them) stop working; the cookie is
+/// cleared whether or not the request carried a valid credential.
+async fn logout(state: web::Data<AppState>, req: HttpRequest) -> AppResult<HttpResponse> {
+    if let Ok(who) = super::caller(&req) {
+        chat::accounts::revoke_tokens(state.chat.clone(), &who).await?;
+    }
     let mut c = Cookie::build(COOKIE, "")
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .finish();
     c.make_removal();
-    HttpResponse::Ok().cookie(c).json(json!({}))
+    Ok(HttpResponse::Ok().cookie(c).json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    old: String,
+    new: String,
+}
+
+/// Changes the caller's password; every older token stops working and the response
+/// carries a fresh one (body and cookie).
+async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(who): Caller,
+    body: web::Json<PasswordChange>,
+) -> AppResult<HttpResponse> {
+    let PasswordChange { old, new } = body.into_inner();
+    let client = state.client_addr(&req);
+    let account = chat::accounts::change_password(state.chat.clone(), &client, &who, old, new).await?;
+    Ok(session_response(&state, account))
 }
 
 async fn me(Caller(who): Caller) -> HttpResponse {

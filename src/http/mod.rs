@@ -1,6 +1,7 @@
 //! HTTP routes: the WebSocket upgrade, the JSON API, health and metrics, and the
 //! server's own pages and static files.
 
+pub mod admin;
 pub mod api;
 pub mod feeds;
 pub mod health;
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api")
                 .configure(api::routes)
+                .configure(admin::routes)
                 .configure(feeds::routes)
                 .configure(uploads::api_routes),
         )

@@ -31,12 +31,18 @@ use serde_json::value::RawValue;
 pub use shard::Shard;
 
 use crate::{
+    auth::TokenVersions,
     broker::{Broker, BusEvent},
     channels::Channel,
     conn::{Ack, ConnHandle, Registry},
     feeds::Feeds,
+    protocol::close,
     protocol::{Message, PublishOk, UserRef},
-    storage::{queries::JoinSnapshot, writer::Commit, Db},
+    storage::{
+        queries::{Change, JoinSnapshot},
+        writer::Commit,
+        Db,
+    },
 };
 
 /// Messages a shard's mailbox holds. Overflow policy: senders use `try_send` (and
@@ -91,6 +97,9 @@ pub struct HubConfig {
     pub epoch: Arc<str>,
     /// How often presence is re-announced to other nodes.
     pub presence_refresh: Duration,
+    /// The accounts' token versions ([`crate::auth::Auth::versions`]), raised by
+    /// revocations from any node.
+    pub versions: Arc<TokenVersions>,
 }
 
 /// Handle to every shard plus the user → connections registry and the broker to
@@ -101,6 +110,7 @@ pub struct Hub {
     resync: Arc<[Arc<ResyncRequests>]>,
     pub registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
+    versions: Arc<TokenVersions>,
 }
 
 impl Hub {
@@ -132,6 +142,7 @@ impl Hub {
             resync: resync.into(),
             registry: Arc::new(Registry::default()),
             broker,
+            versions: cfg.versions,
         };
         (hub, arbiters)
     }
@@ -139,6 +150,43 @@ impl Hub {
     /// Sends an event to the other nodes (nobody hears it on a single node).
     pub fn publish(&self, ev: BusEvent) {
         self.broker.publish(ev);
+    }
+
+    /// Revokes the user's tokens older than `version` on every node: they are refused
+    /// from now on and their connections are closed with 4001.
+    pub fn revoke(&self, user: &Arc<str>, version: u32) {
+        self.revoke_local(user, version);
+        self.publish(BusEvent::Revoke {
+            user: user.clone(),
+            version,
+        });
+    }
+
+    /// [`Hub::revoke`] on this node only (a revocation from another node).
+    fn revoke_local(&self, user: &str, version: u32) {
+        self.versions.raise(user, version);
+        let n = self.registry.revoke(user, version);
+        if n > 0 {
+            log::info!("closed {n} connection(s) of user {user}: token revoked");
+        }
+    }
+
+    /// Applies a change to a user's right to connect, read from the change log every
+    /// node polls (`storage::queries::revocations_after`); idempotent.
+    pub fn apply_change(&self, user: &str, change: Change) {
+        match change {
+            Change::Revoke(v) => self.revoke_local(user, v),
+            Change::Ban => {
+                self.versions.set_banned(user, true);
+                let n = self.registry.close_user(user, close::KICKED, "banned");
+                if n > 0 {
+                    log::info!("closed {n} connection(s) of banned user {user}");
+                }
+            }
+            Change::Unban => {
+                self.versions.set_banned(user, false);
+            }
+        }
     }
 
     /// Index of the shard owning `channel`.

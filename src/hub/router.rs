@@ -80,6 +80,14 @@ impl RemoteHandler for Hub {
                 }
                 return;
             }
+            BusEvent::Revoke { user, version } => {
+                self.revoke_local(user, *version);
+                return;
+            }
+            BusEvent::Kick { user, reason } => {
+                self.registry.close_user(user, crate::protocol::close::KICKED, reason);
+                return;
+            }
             other => other.channel().cloned().expect("a channel event"),
         };
         let stored = matches!(ev, BusEvent::Message(_) | BusEvent::Edit(_) | BusEvent::Delete(_));

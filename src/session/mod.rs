@@ -2,8 +2,9 @@
 //! and the use cases ([`crate::chat`]).
 //!
 //! It decodes client frames ([`transport::FrameReader`]), and owns only connection
-//! state: the identity, the channels joined, the heartbeat, the per-connection rate
-//! limits. Each request becomes one call into the use-case layer; everything it sends
+//! state: the identity, the channels joined, the per-connection rate limits (pings
+//! and the heartbeat timeout are one sweep over the registry, `Registry::heartbeat`).
+//! Each request becomes one call into the use-case layer; everything it sends
 //! goes through the connection's bounded [`Outbox`], which the connection's socket
 //! writer drains at the client's pace.
 
@@ -23,11 +24,11 @@ use self::{
     transport::{Incoming, ReadError},
 };
 use crate::{
-    auth::Identity,
+    auth::{Identity, TokenInfo},
     chat,
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
-    limit::{Gcra, Rate},
+    limit::{ConnSlot, Gcra, Rate},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
     state::{AppState, Metrics},
 };
@@ -45,6 +46,12 @@ pub struct Session {
     id: u64,
     /// `None` until the first-frame `auth` arrives.
     identity: Option<Identity>,
+    /// Expiry and version of the token in force (`None`: anonymous).
+    token: Option<TokenInfo>,
+    /// Closes the connection when the token expires (rescheduled by `auth`).
+    expiry: Option<SpawnHandle>,
+    /// Holds this connection's place in its address's connection count.
+    _slot: Option<ConnSlot>,
     /// This connection as the hub and registry know it (set once authenticated).
     conn: Option<Arc<ConnHandle>>,
     outbox: Arc<Outbox>,
@@ -63,11 +70,20 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(state: web::Data<AppState>, outbox: Arc<Outbox>, identity: Option<Identity>) -> Session {
+    pub fn new(
+        state: web::Data<AppState>,
+        outbox: Arc<Outbox>,
+        identity: Option<(Identity, Option<TokenInfo>)>,
+        slot: Option<ConnSlot>,
+    ) -> Session {
         let id = state.metrics.conn_id();
+        let (identity, token) = identity.map_or((None, None), |(i, t)| (Some(i), t));
         Session {
             id,
             identity,
+            token,
+            expiry: None,
+            _slot: slot,
             conn: None,
             outbox,
             joined: Joined::default(),
@@ -113,16 +129,25 @@ impl Session {
         actix::spawn(async move { ack.result(op.await) });
     }
 
-    /// Authenticated: register with the hub and greet.
-    fn authenticated(&mut self, identity: Identity) {
-        let registry = &self.state.chat.hub.registry;
+    /// Authenticated: register with the hub and greet. Closes the connection (4029)
+    /// when the user already has as many connections as allowed.
+    fn authenticated(&mut self, identity: Identity, token: Option<TokenInfo>, ctx: &mut Context<Self>) {
+        let registry = self.state.chat.hub.registry.clone();
         if let Some(old) = self.conn.take() {
             registry.remove(&old.user.id, old.id);
         }
+        let max = self.state.chat.settings.max_conns_per_user as usize;
+        if !identity.anonymous && max > 0 && registry.connections(&identity.user.id).len() >= max {
+            Metrics::inc(&self.state.metrics.rate_limited);
+            return self.close(close::RATE_LIMITED, "too many connections for this user", ctx);
+        }
+        self.token = token;
+        self.schedule_expiry(ctx);
         let conn = Arc::new(ConnHandle {
             id: self.id,
             user: identity.user.clone(),
             outbox: self.outbox.clone(),
+            token_ver: token.map_or(0, |t| t.ver),
         });
         registry.add(conn.clone());
         self.conn = Some(conn);
@@ -134,6 +159,28 @@ impl Session {
             s.max_message_bytes,
         ));
         self.identity = Some(identity);
+    }
+
+    /// Closes the connection with 4001 when the token in force expires; an `auth` with
+    /// a fresh token before then moves the deadline.
+    fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.expiry.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(t) = self.token else { return };
+        // Tokens may live for years; a timer this far ahead is re-armed when it fires.
+        const MAX_WAIT_MS: i64 = 7 * 24 * 3600 * 1000;
+        let left_ms = (t.exp as i64).saturating_mul(1000) - now_ms();
+        let wait = Duration::from_millis(left_ms.clamp(0, MAX_WAIT_MS) as u64);
+        self.expiry = Some(ctx.run_later(wait, |act, ctx| {
+            act.expiry = None;
+            match act.token {
+                Some(t) if (t.exp as i64).saturating_mul(1000) <= now_ms() => {
+                    act.close(close::UNAUTHORIZED, "token expired", ctx)
+                }
+                _ => act.schedule_expiry(ctx),
+            }
+        }));
     }
 
     fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
@@ -156,10 +203,12 @@ impl Session {
             let Op::Auth { token } = req.op else {
                 return self.close(close::UNAUTHORIZED, "authentication required", ctx);
             };
-            match self.state.chat.auth.verify(&token) {
-                Ok(identity) => {
-                    self.authenticated(identity);
-                    self.reply(req.id, Ok(Empty {}));
+            match self.state.chat.auth.verify_full(&token) {
+                Ok((identity, info)) => {
+                    self.authenticated(identity, Some(info), ctx);
+                    if self.identity.is_some() {
+                        self.reply(req.id, Ok(Empty {}));
+                    }
                 }
                 Err(e) => self.close(close::UNAUTHORIZED, &e.message, ctx),
             }
@@ -198,7 +247,7 @@ impl Session {
         let id = req.id;
         let (c, who) = (self.state.chat.clone(), self.who().clone());
         match req.op {
-            Op::Auth { token } => self.reauthenticate(id, &token)?,
+            Op::Auth { token } => self.reauthenticate(id, &token, ctx)?,
             Op::Ping => self.reply(id, Ok(PingOk { ts: now_ms() })),
             Op::Join(r) => self.join(id, r, ctx)?,
             Op::Leave(r) => {
@@ -224,14 +273,28 @@ impl Session {
         Ok(())
     }
 
-    /// `auth` on an anonymous connection: become that user (leaving every channel).
-    fn reauthenticate(&mut self, id: Option<i64>, token: &str) -> AppResult<()> {
-        if !self.who().anonymous {
-            return Err(AppError::bad_request("already authenticated"));
+    /// `auth` after the start: on an anonymous connection, become that user (leaving
+    /// every channel); otherwise a fresh token for the same user and role extends the
+    /// connection's life to the new token's expiry.
+    fn reauthenticate(&mut self, id: Option<i64>, token: &str, ctx: &mut Context<Self>) -> AppResult<()> {
+        let (identity, info) = self.state.chat.auth.verify_full(token)?;
+        let who = self.who();
+        if who.anonymous {
+            self.leave_all();
+            self.authenticated(identity, Some(info), ctx);
+            if self.identity.is_some() {
+                self.reply(id, Ok(Empty {}));
+            }
+            return Ok(());
         }
-        let identity = self.state.chat.auth.verify(token)?;
-        self.leave_all();
-        self.authenticated(identity);
+        if identity.user.id != who.user.id || identity.role != who.role || identity.entity != who.entity {
+            return Err(AppError::bad_request(
+                "already authenticated: a fresh token must be for the same user and role",
+            ));
+        }
+        let ver = self.token.map_or(0, |t| t.ver);
+        self.token = Some(TokenInfo { exp: info.exp, ver });
+        self.schedule_expiry(ctx);
         self.reply(id, Ok(Empty {}));
         Ok(())
     }
@@ -285,7 +348,8 @@ impl Actor for Session {
         self.outbox.set_notify(ctx.address().recipient());
         Metrics::inc(&self.state.metrics.connections_total);
         if let Some(identity) = self.identity.take() {
-            self.authenticated(identity);
+            let token = self.token;
+            self.authenticated(identity, token, ctx);
         }
         // Pings and the heartbeat timeout: one sweep over the registry for every
         // connection (`Registry::heartbeat`). Until `auth`, the auth deadline applies.
@@ -319,6 +383,7 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
         self.outbox.frame_in();
         Metrics::inc(&self.state.metrics.frames_in);
         match item {
+            // UTF-8 checked by the decoder already; this only makes the `&str`.
             Ok(Incoming::Text(b)) => match std::str::from_utf8(&b) {
                 Ok(text) => self.on_text(text, ctx),
                 Err(_) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
@@ -334,13 +399,13 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
             }
             Ok(Incoming::Ping(p)) => self.outbox.pong(p),
             Ok(Incoming::Pong(_)) => {}
-            Ok(Incoming::Close(_)) => {
-                self.outbox.close(close::NORMAL, "", true);
-                ctx.stop();
-            }
+            // The decoder has refused invalid codes and reasons (1002, 1007); a valid
+            // close, with a code or without, is answered with 1000 and ends the session.
+            Ok(Incoming::Close(_)) => self.close(close::NORMAL, "", ctx),
             Err(ReadError::TooBig(n)) => {
                 self.close(close::TOO_BIG, &format!("frame larger than {n} bytes"), ctx);
             }
+            Err(ReadError::InvalidUtf8) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
             Err(ReadError::Protocol(e)) => {
                 log::debug!("session {}: {e}", self.id);
                 self.close(close::PROTOCOL_ERROR, "protocol error", ctx);

@@ -130,18 +130,54 @@ impl DbTarget {
 
     /// Runs the pending migrations of this backend.
     fn migrate(&self) -> Result<(), OpenError> {
+        self.run_migrations().map(|_| ())
+    }
+
+    /// Runs the pending migrations of this backend; the versions it ran.
+    pub fn run_migrations(&self) -> Result<Vec<String>, OpenError> {
         let m = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+        let names = |v: Vec<diesel::migration::MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect();
         match self.connect()? {
-            Conn::Sqlite(mut c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()).map_err(m),
+            Conn::Sqlite(mut c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names).map_err(m),
             Conn::Postgres(mut c) => {
                 // Several nodes may start at once: one migrates, the others wait.
                 c.batch_execute("SELECT pg_advisory_lock(7243001)")
                     .map_err(|e| OpenError::Migrate(e.to_string()))?;
-                let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()).map_err(m);
+                let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names).map_err(m);
                 let _ = c.batch_execute("SELECT pg_advisory_unlock(7243001)");
                 r
             }
         }
+    }
+
+    /// Every migration this binary knows (its name), in order, and whether it has been
+    /// applied.
+    pub fn migrations(&self) -> Result<Vec<(String, bool)>, OpenError> {
+        use diesel::migration::{Migration, MigrationSource, MigrationVersion};
+        fn status<DB: diesel::backend::Backend>(
+            known: Vec<Box<dyn Migration<DB>>>,
+            applied: Vec<MigrationVersion<'_>>,
+        ) -> Vec<(String, bool)> {
+            let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+            known
+                .iter()
+                .map(|k| {
+                    let done = applied.contains(&k.name().version().to_string());
+                    (k.name().to_string(), done)
+                })
+                .collect()
+        }
+        let m = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+        Ok(match self.connect()? {
+            Conn::Sqlite(mut c) => status(
+                MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS).map_err(m)?,
+                c.applied_migrations().map_err(m)?,
+            ),
+            Conn::Postgres(mut c) => status(
+                MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS).map_err(m)?,
+                c.applied_migrations().map_err(m)?,
+            ),
+        })
     }
 }
 

@@ -22,6 +22,7 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: i64,
+    pub token_version: i32,
 }
 
 impl UserRow {

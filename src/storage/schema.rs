@@ -8,6 +8,7 @@ diesel::table! {
         password_hash -> Text,
         role -> Text,
         created_at -> BigInt,
+        token_version -> Integer,
     }
 }
 
@@ -105,5 +106,45 @@ diesel::table! {
         user_id -> Text,
         size -> BigInt,
         created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    bans (user_id) {
+        user_id -> Text,
+        reason -> Text,
+        banned_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revocations (id) {
+        id -> BigInt,
+        user_id -> Text,
+        kind -> Text,
+        version -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        reason -> Text,
+    }
+}
+
+diesel::table! {
+    mutes (channel, user_id) {
+        channel -> Text,
+        user_id -> Text,
+        until_ms -> BigInt,
+        reason -> Text,
+        muted_by -> Text,
     }
 }

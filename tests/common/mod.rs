@@ -906,6 +906,12 @@ impl WsClient {
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()
     }
+
+    /// Closes the connection (normal closure) and waits for the server's close frame.
+    pub fn close(&mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.wait_closed(T);
+    }
 }
 
 pub fn is_msg(channel: &str) -> impl Fn(&Value) -> bool + '_ {

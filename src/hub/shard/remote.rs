@@ -83,7 +83,7 @@ impl Handler<Remote> for Shard {
                     }
                 }
             }
-            BusEvent::Signal { .. } => {}
+            BusEvent::Signal { .. } | BusEvent::Revoke { .. } | BusEvent::Kick { .. } => {}
         }
     }
 }

@@ -34,6 +34,7 @@ fn shard(dir: &std::path::Path) -> actix::Addr<Shard> {
 
 fn conn(id: u64) -> Arc<ConnHandle> {
     Arc::new(ConnHandle {
+        token_ver: 0,
         id,
         user: UserRef::new(id.to_string(), format!("user-{id}")),
         outbox: Outbox::new(1 << 20, 1 << 30, None),

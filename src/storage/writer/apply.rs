@@ -326,7 +326,8 @@ fn last_value(c: &mut Conn, ch: &Channel, msg: &Message, track: Option<(f64, f64
     Ok(())
 }
 
-/// Finds message `seq` and checks that `who` may change it (author; admins may delete).
+/// Finds message `seq` and checks that `who` may change it (author; admins, and in a
+/// room its owner, may delete).
 fn own_message(
     c: &mut Conn,
     ch: &Channel,
@@ -348,7 +349,21 @@ fn own_message(
     Ok(match row {
         None | Some((_, _, true)) => Err(AppError::not_found(format!("no message {seq} in {}", ch.full))),
         Some((sid, sname, false)) => {
-            if sid == *who.user.id || (deleting && who.role == Role::Admin) {
+            let mut moderator = || -> diesel::QueryResult<bool> {
+                if who.role == Role::Admin {
+                    return Ok(true);
+                }
+                if ch.ns != crate::channels::Namespace::Room {
+                    return Ok(false);
+                }
+                let owner: Option<String> = rooms::table
+                    .find(ch.name())
+                    .select(rooms::created_by)
+                    .get_result(c)
+                    .optional()?;
+                Ok(owner.as_deref() == Some(&*who.user.id))
+            };
+            if sid == *who.user.id || (deleting && moderator()?) {
                 Ok(UserRef::new(sid, sname))
             } else {
                 Err(AppError::forbidden("only the author may change a message"))

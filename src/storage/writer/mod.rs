@@ -343,6 +343,17 @@ fn retryable(e: &diesel::result::Error) -> bool {
     }
 }
 
+/// Did the database refuse something in the batch (one operation's fault, so the
+/// others may be committed without it), rather than fail as a whole (connection lost)?
+fn isolatable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) => false,
+        E::DatabaseError(..) | E::SerializationError(_) | E::DeserializationError(_) | E::QueryBuilderError(_) => true,
+        _ => false,
+    }
+}
+
 impl Writer {
     fn commit(&mut self, batch: Vec<WriteOp>) {
         let n = batch.len();
@@ -374,6 +385,16 @@ impl Writer {
         });
         let (effects, learned) = match result {
             Ok(r) => r,
+            Err(e) if n > 1 && isolatable(&e) => {
+                // Validation at the edge should make this rare. On PostgreSQL the
+                // failed statement aborted the whole transaction: the operations are
+                // committed one by one, so only the one at fault fails.
+                log::warn!("write batch of {n} failed ({e}); committing its operations one by one");
+                for op in batch {
+                    self.commit(vec![op]);
+                }
+                return;
+            }
             Err(e) => {
                 log::error!("write batch of {n} failed, nothing stored: {e}");
                 for op in batch {

@@ -65,6 +65,49 @@ fn oneshot<T: Send + 'static>(
 }
 
 #[test]
+fn one_failing_operation_does_not_fail_the_rest_of_its_batch() {
+    use diesel::RunQueryDsl;
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbTarget::resolve(None, dir.path()).unwrap();
+    Db::open(&target, 1).unwrap();
+    let mut conn = target.connect().unwrap();
+    // A row the database refuses although it passed every check before the batch.
+    diesel::sql_query(
+        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.client_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let (handle, q) = queue(64);
+    let ch = Channel::parse("dm:1,2").unwrap();
+    let (a, _ra) = append(&ch, who("1"), Some("a"));
+    let (p, poisoned) = append(&ch, who("1"), Some("poison"));
+    let (b, _rb) = append(&ch, who("2"), Some("b"));
+    // Queued before the writer starts: one batch of three.
+    for op in [a, p, b] {
+        handle.submit(op);
+    }
+    let (tx, commits) = mpsc::channel();
+    let thread = start(conn, q, Box::new(Sink(tx)), 512);
+    let e = poisoned.recv().unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    let mut seqs = Vec::new();
+    while seqs.len() < 2 {
+        let batch = commits
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the others commit");
+        for c in batch {
+            if let Commit::Message { msg, .. } = c {
+                seqs.push(msg.seq);
+            }
+        }
+    }
+    assert_eq!(seqs, [1, 2]);
+    handle.shutdown();
+    thread.join().unwrap();
+}
+
+#[test]
 fn commits_go_to_the_sink_and_duplicates_are_answered_by_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let target = DbTarget::resolve(None, dir.path()).unwrap();

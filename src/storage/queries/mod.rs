@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use super::{
     is_unique_violation,
-    models::{MessageRow, RoomRow, UserRow},
+    models::{MessageRow, RoomRow},
     schema::*,
     Conn,
 };
+
 use crate::{
     auth::{Identity, Role},
     channels::{Channel, Namespace},
@@ -17,62 +18,10 @@ use crate::{
     protocol::{now_ms, ChannelSummary, Message, UserRef},
 };
 
-/// Creates an account. A taken name (case-insensitive) is `bad_request`.
-pub fn create_user(c: &mut Conn, name: &str, password_hash: &str) -> AppResult<UserRow> {
-    let lower = name.to_lowercase();
-    let res = diesel::insert_into(users::table)
-        .values((
-            users::name.eq(name),
-            users::name_lower.eq(&lower),
-            users::password_hash.eq(password_hash),
-            users::role.eq(crate::auth::Role::User.as_str()),
-            users::created_at.eq(now_ms()),
-        ))
-        .execute(c);
-    match res {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => return Err(AppError::bad_request("that name is already taken")),
-        Err(e) => return Err(e.into()),
-    }
-    find_user_by_name(c, name)?.ok_or_else(|| AppError::internal("user vanished after insert"))
-}
-
-/// A registered user by id (`uid` as a string); `None` for ids that are not
-/// registered here (users of an outside identity provider).
-pub fn find_user_by_id(c: &mut Conn, id: &str) -> AppResult<Option<UserRow>> {
-    let Ok(uid) = id.parse::<i64>() else { return Ok(None) };
-    Ok(users::table
-        .find(uid)
-        .select(UserRow::as_select())
-        .first(c)
-        .optional()?)
-}
-
-pub fn find_user_by_name(c: &mut Conn, name: &str) -> AppResult<Option<UserRow>> {
-    Ok(users::table
-        .filter(users::name_lower.eq(name.to_lowercase()))
-        .select(UserRow::as_select())
-        .first(c)
-        .optional()?)
-}
-
-/// Users whose name contains `q` (case-insensitive), for starting a DM.
-pub fn search_users(c: &mut Conn, q: &str, limit: i64) -> AppResult<Vec<UserRef>> {
-    let pattern = format!(
-        "%{}%",
-        q.to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let rows: Vec<UserRow> = users::table
-        .filter(users::name_lower.like(pattern).escape('\\'))
-        .order(users::name_lower.asc())
-        .limit(limit)
-        .select(UserRow::as_select())
-        .load(c)?;
-    Ok(rows.iter().map(UserRow::user_ref).collect())
-}
+mod bans;
+mod users;
+pub use bans::*;
+pub use users::*;
 
 pub fn get_room(c: &mut Conn, name: &str) -> AppResult<Option<RoomRow>> {
     Ok(rooms::table
