@@ -28,7 +28,10 @@ use crate::{
         Broker, LocalBroker,
     },
     channels::Namespace,
-    chat::{moderation::Mutes, Chat, Limits},
+    chat::{
+        moderation::{Archived, Mutes},
+        Chat, Limits,
+    },
     config::{ConfigError, Settings},
     feeds::Feeds,
     http::{self, ws::ConnFd},
@@ -144,13 +147,25 @@ impl Application {
             .run(queries::last_revocation)
             .await
             .map_err(|e| StartError::Other(e.message))?;
+        let archived: Arc<Archived> = Arc::default();
+        archived.replace(
+            db.run(queries::archived_rooms)
+                .await
+                .map_err(|e| StartError::Other(e.message))?,
+        );
         let mutes: Arc<Mutes> = Arc::default();
         mutes.replace(
             db.run(queries::active_mutes)
                 .await
                 .map_err(|e| StartError::Other(e.message))?,
         );
-        follow_changes(db.clone(), hub.clone(), last_change, mutes.clone());
+        follow_changes(
+            db.clone(),
+            hub.clone(),
+            writer.clone(),
+            last_change,
+            (mutes.clone(), archived.clone()),
+        );
 
         // Durable last values (loc:) are served on join right after a restart.
         let seeds = db
@@ -186,6 +201,8 @@ impl Application {
                 )),
                 settings: settings.clone(),
                 mutes,
+                archived,
+                calls: Arc::new(crate::chat::calls::Calls::new(settings.ring_timeout())),
                 db,
                 writer,
                 hub,
@@ -203,6 +220,7 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
+        end_stale_calls(state.chat.clone());
         let server = serve(listener, addr, state.clone(), &settings)?;
         release_free_memory(state.chat.hub.clone());
         heartbeat(state.chat.hub.clone(), settings.heartbeat(), settings.client_timeout());
@@ -447,7 +465,13 @@ const CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Applies the change log (token revocations, bans, unbans) from `after` on, and
 /// refreshes the mutes in force, forever.
-fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
+fn follow_changes(
+    db: Db,
+    hub: Hub,
+    writer: writer::WriterHandle,
+    mut after: i64,
+    (mutes, archived): (Arc<Mutes>, Arc<Archived>),
+) {
     actix::spawn(async move {
         let mut tick = actix_web::rt::time::interval(CHANGE_POLL);
         loop {
@@ -456,6 +480,14 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
             match db.run(move |c| queries::revocations_after(c, from, 1000)).await {
                 Ok(changes) => {
                     for (id, user, change) in changes {
+                        if let queries::Change::Unmember(channel) = &change {
+                            // This node's writer forgets the membership it remembered.
+                            writer.submit(writer::WriteOp::RemoveMember {
+                                channel: channel.as_str().into(),
+                                user_id: user.as_str().into(),
+                                ack: crate::conn::Ack::None,
+                            });
+                        }
                         hub.apply_change(&user, change);
                         after = id;
                     }
@@ -465,6 +497,27 @@ fn follow_changes(db: Db, hub: Hub, mut after: i64, mutes: Arc<Mutes>) {
             match db.run(queries::active_mutes).await {
                 Ok(rows) => mutes.replace(rows),
                 Err(e) => log::warn!("reading the mutes: {}", e.message),
+            }
+            match db.run(queries::archived_rooms).await {
+                Ok(rows) => archived.replace(rows),
+                Err(e) => log::warn!("reading the archived rooms: {}", e.message),
+            }
+        }
+    });
+}
+
+/// Ends calls that rang unanswered for 30 s (missed) and writes their records; one
+/// sweep a second over the bounded call table.
+fn end_stale_calls(chat: Chat) {
+    actix::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if chat.calls.is_empty() {
+                continue;
+            }
+            for record in chat.calls.expire(std::time::Instant::now()) {
+                crate::chat::signal::write_record(&chat, record);
             }
         }
     });

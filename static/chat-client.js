@@ -385,6 +385,12 @@ export class ChatClient extends Emitter {
       this._scheduleReconnect(this._authFailures++ > 0 ? 3 : 0);
       return;
     }
+    if (e.code === 4003) {
+      // removed by a moderator: reconnecting at once would undo a kick
+      this.emit('error', new ChatError('kicked', e.reason || 'removed by a moderator'));
+      this.close(1000, 'kicked');
+      return;
+    }
     if (e.code === 4001) {
       // unauthorized: retrying with the same credentials would not help
       this.emit('error', new ChatError('unauthorized', e.reason || 'unauthorized'));

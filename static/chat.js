@@ -37,11 +37,14 @@ async function start(me) {
   client.on('presence', onPresence);
   client.on('reset', onReset);
   client.on('state', ({ state, reconnected }) => {
-    document.body.dataset.conn = state;
+    if (document.body.dataset.conn !== 'kicked') document.body.dataset.conn = state;
     if (state === 'open' && reconnected) refreshChannels();
   });
   client.on('disconnect', (e) => toast(`Disconnected by the server: ${e.reason || e.code}`, 'error'));
-  client.on('error', (e) => { if (e.code === 'unauthorized') { toast('Session expired, please log in again', 'error'); showAuth(); } });
+  client.on('error', (e) => {
+    if (e.code === 'unauthorized') { toast('Session expired, please log in again', 'error'); showAuth(); }
+    if (e.code === 'kicked') showKicked(e.message);
+  });
   client.connect().catch(() => {});
 
   refreshChannels();
@@ -55,6 +58,14 @@ async function start(me) {
   // new DMs and invitations have no event of their own: look for them regularly
   setInterval(() => { if (document.visibilityState === 'visible') refreshChannels(); }, 5000);
   setInterval(renderTyping, 1000);
+}
+
+/** A moderator removed this user: say so, and stay disconnected until a reload. */
+function showKicked(reason) {
+  const el = $('kicked');
+  el.textContent = `You were disconnected by a moderator (${reason}). Reload the page to reconnect.`;
+  el.classList.remove('hidden');
+  document.body.dataset.conn = 'kicked';
 }
 
 // ------------------------------------------------------------------ wiring

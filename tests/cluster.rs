@@ -431,3 +431,30 @@ fn kicks_and_bans_reach_the_other_node() {
     assert_eq!(again.expect_close(secs(6.0)), Some(4003), "banned on the other node");
     assert_eq!(b.get("/api/me", Some(&token)).0, 403);
 }
+
+#[test]
+fn a_removal_from_a_private_room_reaches_the_other_node() {
+    let Some((_db, a, b, _dirs)) = cluster() else { return };
+    let (owner, _) = a.register("olga", PASSWORD);
+    let (bob, bob_id) = a.register("boris", PASSWORD);
+    let (st, body) = a.post(
+        "/api/rooms",
+        Some(&owner),
+        json!({"name":"vault","private":true,"members":[bob_id]}),
+    );
+    assert_eq!(st, 201, "{body}");
+    let mut on_b = b.ws(&bob);
+    on_b.ok(json!({"op":"join","channel":"room:vault"}));
+    on_b.ok(json!({"op":"publish","channel":"room:vault","data":text("before")}));
+    let r = a.http(
+        "DELETE",
+        &format!("/api/rooms/vault/members/{bob_id}"),
+        Some(&owner),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    on_b.expect_event(|e| e["ev"] == "removed", secs(6.0), "removed on the other node");
+    let e = on_b.err(json!({"op":"publish","channel":"room:vault","data":text("after")}));
+    assert!(e == "forbidden" || e == "not_found", "{e}");
+}

@@ -229,4 +229,113 @@ fn admins_see_who_is_connected() {
     assert_eq!(body["users"][0]["id"], bob.id, "most connections first: {body}");
     assert_eq!(body["users"][0]["connections"], 2, "{body}");
     assert_eq!(body["users"][1]["name"], "carol", "{body}");
+
+    // The console's live figures over the WebSocket.
+    let mut b = s.ws_user(&bob);
+    assert_eq!(b.err(json!({"op":"admin_stats"})), "forbidden");
+    b.ok(json!({"op":"join","channel":"room:hall"}));
+    b.ok(json!({"op":"publish","channel":"room:hall","data":text_msg("hi")}));
+    let mut a = s.ws(&admin(&s));
+    let st = a.ok(json!({"op":"admin_stats"}));
+    assert_eq!(
+        (st["connections"].as_u64(), st["users"].as_u64()),
+        (Some(5), Some(3)),
+        "{st}"
+    );
+    assert_eq!(st["busiest"][0]["channel"], "room:hall", "{st}");
+    assert_eq!(st["busiest"][0]["seq"], 1, "{st}");
+    assert!(st["messages_out"].as_u64().unwrap() >= 1, "{st}");
+    let (st, body) = s.get("/api/admin/config", Some(&admin(&s)));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["settings"]["jwt_secret"]
+            .as_str()
+            .map(|s| s.starts_with("(hidden")),
+        Some(true),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(TEST_SECRET));
+    assert_eq!(s.get("/api/admin/config", Some(&bob.token)).0, 403);
+}
+
+#[test]
+fn a_member_removed_from_a_private_room_leaves_it_at_once() {
+    let s = TestServer::start_default();
+    let owner = s.user("owner");
+    let bob = s.user("bob");
+    let carol = s.user("carol");
+    let (st, body) = s.post(
+        "/api/rooms",
+        Some(&owner.token),
+        json!({"name":"inner","private":true,"members":[bob.id, carol.id]}),
+    );
+    assert_eq!(st, 201, "{body}");
+    let mut b = s.ws_user(&bob);
+    b.ok(json!({"op":"join","channel":"room:inner"}));
+    b.ok(json!({"op":"publish","channel":"room:inner","data":text_msg("in")}));
+    let path = format!("/api/rooms/inner/members/{}", bob.id);
+    assert_eq!(
+        delete(&s, &path, &carol.token).0,
+        403,
+        "a member who does not own the room"
+    );
+    let (st, body) = delete(&s, &format!("/api/rooms/inner/members/{}", owner.id), &owner.token);
+    assert_eq!(st, 400, "the owner stays: {body}");
+    let (st, body) = delete(&s, &path, &owner.token);
+    assert_eq!(st, 200, "{body}");
+    b.expect_event(
+        |e| e["ev"] == "removed" && e["channel"] == "room:inner",
+        T,
+        "removed event",
+    );
+    let e = b.err(json!({"op":"publish","channel":"room:inner","data":text_msg("still here?")}));
+    assert!(e == "forbidden" || e == "not_found", "{e}");
+    let e = b.err(json!({"op":"join","channel":"room:inner"}));
+    assert!(e == "forbidden" || e == "not_found", "{e}");
+    // Nothing of the room reaches bob any more.
+    let mut o = s.ws_user(&owner);
+    o.ok(json!({"op":"publish","channel":"room:inner","data":text_msg("secret")}));
+    b.barrier();
+    assert!(b
+        .buffered_event(|e| e["ev"] == "message" && e["data"]["text"] == "secret")
+        .is_none());
+    let (st, _) = s.get("/api/channels/room:inner/history", Some(&bob.token));
+    assert!(st == 403 || st == 404, "history after removal: {st}");
+    let log = audit(&s);
+    assert_eq!(log[0]["action"], "remove from room:inner", "{log:?}");
+}
+
+#[test]
+fn an_archived_room_is_read_only_until_reopened() {
+    let s = TestServer::start_default();
+    let owner = s.user("owner");
+    let bob = s.user("bob");
+    assert_eq!(s.post("/api/rooms", Some(&owner.token), json!({"name":"old"})).0, 201);
+    let mut b = s.ws_user(&bob);
+    b.ok(json!({"op":"join","channel":"room:old"}));
+    let seq = b.ok(json!({"op":"publish","channel":"room:old","data":text_msg("kept")}))["seq"].clone();
+    assert_eq!(
+        put(&s, "/api/rooms/old/archived", &bob.token, json!({})).0,
+        403,
+        "not the owner"
+    );
+    assert_eq!(put(&s, "/api/rooms/nosuch/archived", &admin(&s), json!({})).0, 404);
+    let (st, body) = put(&s, "/api/rooms/old/archived", &owner.token, json!({}));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        b.err(json!({"op":"publish","channel":"room:old","data":text_msg("x")})),
+        "forbidden"
+    );
+    assert_eq!(
+        b.err(json!({"op":"edit","channel":"room:old","seq": seq,"data":text_msg("y")})),
+        "forbidden"
+    );
+    let (st, h) = s.get("/api/channels/room:old/history", Some(&bob.token));
+    assert_eq!((st, seqs(&h["messages"])), (200, vec![1]), "{h}");
+    b.ok(json!({"op":"join","channel":"room:old"}));
+    assert_eq!(delete(&s, "/api/rooms/old/archived", &owner.token).0, 200);
+    b.ok(json!({"op":"publish","channel":"room:old","data":text_msg("again")}));
+    let log = audit(&s);
+    assert_eq!(log[0]["action"], "reopen room:old", "{log:?}");
+    assert_eq!(log[1]["action"], "archive room:old", "{log:?}");
 }

@@ -17,6 +17,7 @@ pub fn edit(chat: &Chat, who: &Identity, req: request::Edit, ack: Ack<Empty>) {
     let checked = chat.visible(who, &req.channel).and_then(|(ch, check)| {
         publish_access(who, &ch)?;
         chat.mutes.check(&ch.full, who.id())?;
+        chat.archived.check(&ch.full)?;
         check_data(&req.data, chat.settings.max_message_bytes)?;
         if ch.policy().chat {
             super::uploads::check_media(&req.data)?;

@@ -24,7 +24,9 @@
 //! events it caused; the rest are `async` functions returning their result.
 
 pub mod accounts;
+pub mod admin;
 pub mod blocks;
+pub mod calls;
 pub mod edit;
 pub mod history;
 pub mod join;
@@ -69,6 +71,10 @@ pub struct Chat {
     pub passwords: Arc<PasswordWork>,
     /// Mutes in force.
     pub mutes: Arc<moderation::Mutes>,
+    /// Archived (read-only) rooms.
+    pub archived: Arc<moderation::Archived>,
+    /// Calls in progress.
+    pub calls: Arc<calls::Calls>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and

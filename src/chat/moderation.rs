@@ -19,9 +19,13 @@ use crate::{
     auth::{Identity, Role},
     broker::BusEvent,
     channels::{Channel, Namespace},
+    conn::Ack,
     error::{AppError, AppResult},
     protocol::{close, now_ms, text::valid_user_id},
-    storage::queries::{self, AuditEntry, Ban},
+    storage::{
+        queries::{self, AuditEntry, Ban},
+        writer::WriteOp,
+    },
 };
 
 /// Longest mute (a year); longer is a ban.
@@ -70,6 +74,38 @@ impl Mutes {
             .map(|(c, u, t)| ((Arc::from(c), Arc::from(u)), t))
             .collect();
         *self.map.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+}
+
+/// Archived rooms (read-only) on this node. Bound: the archived rows of the `rooms`
+/// table (re-read with the change log).
+#[derive(Default)]
+pub struct Archived {
+    set: RwLock<std::collections::HashSet<Arc<str>>>,
+}
+
+impl Archived {
+    /// `forbidden` for writes into an archived room.
+    pub fn check(&self, channel: &str) -> AppResult<()> {
+        let s = self.set.read().unwrap_or_else(|p| p.into_inner());
+        if !s.is_empty() && s.contains(channel) {
+            return Err(AppError::forbidden(format!("{channel} is archived (read-only)")));
+        }
+        Ok(())
+    }
+
+    fn set(&self, channel: &str, archived: bool) {
+        let mut s = self.set.write().unwrap_or_else(|p| p.into_inner());
+        if archived {
+            s.insert(channel.into());
+        } else {
+            s.remove(channel);
+        }
+    }
+
+    /// Replaces the set with the archived rooms read from storage.
+    pub fn replace(&self, channels: Vec<String>) {
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().map(Arc::from).collect();
     }
 }
 
@@ -252,4 +288,66 @@ pub fn connected(chat: &Chat, actor: &Identity, limit: usize) -> AppResult<(Vec<
     list.sort_by(|a, b| b.connections.cmp(&a.connections).then_with(|| a.id.cmp(&b.id)));
     list.truncate(limit.clamp(1, 1000));
     Ok((list, chat.hub.registry.count()))
+}
+
+/// Removes `user` from the members of private room `channel` (admins and the room's
+/// owner): their connections leave it (a `removed` event), their publishes and joins
+/// are refused, on every node.
+pub async fn remove_member(chat: &Chat, actor: &Identity, channel: &str, user: &str) -> AppResult<()> {
+    let ch = Channel::parse(channel)?;
+    require_moderator(chat, actor, &ch).await?;
+    target_id(user)?;
+    let name = ch.name().to_string();
+    let room = chat
+        .db
+        .run(move |c| queries::get_room(c, &name))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no room {}", ch.full)))?;
+    if !room.private {
+        return Err(AppError::bad_request(
+            "a public room has no member list to remove from: kick or ban instead",
+        ));
+    }
+    if room.created_by == user {
+        return Err(AppError::bad_request("the room's owner cannot be removed"));
+    }
+    let (ack, done) = Ack::wait();
+    chat.writer.submit(WriteOp::RemoveMember {
+        channel: ch.full.clone(),
+        user_id: user.into(),
+        ack,
+    });
+    done.wait().await?;
+    let (c2, u) = (ch.full.to_string(), user.to_string());
+    chat.db
+        .run(move |c| Ok(queries::record(c, &u, queries::Change::Unmember(c2))?))
+        .await?;
+    audit(
+        chat,
+        actor,
+        format!("remove from {}", ch.full),
+        user.into(),
+        String::new(),
+    )
+    .await?;
+    chat.hub.remove_from_channel(user, &ch.full);
+    Ok(())
+}
+
+/// Archives room `channel` (read-only: history stays, publishes and edits are
+/// refused on every node) or reopens it; admins and the room's owner.
+pub async fn archive(chat: &Chat, actor: &Identity, channel: &str, archived: bool) -> AppResult<()> {
+    let ch = Channel::parse(channel)?;
+    if ch.ns != Namespace::Room {
+        return Err(AppError::bad_request("only rooms are archived"));
+    }
+    require_moderator(chat, actor, &ch).await?;
+    let name = ch.name().to_string();
+    if !chat.db.run(move |c| queries::set_archived(c, &name, archived)).await? {
+        return Err(AppError::not_found(format!("no room {}", ch.full)));
+    }
+    let action = format!("{} {}", if archived { "archive" } else { "reopen" }, ch.full);
+    audit(chat, actor, action, ch.full.to_string(), String::new()).await?;
+    chat.archived.set(&ch.full, archived);
+    Ok(())
 }

@@ -29,6 +29,7 @@ fn check(chat: &Chat, who: &Identity, req: request::Publish) -> AppResult<Checke
     let channel = Channel::parse(&req.channel)?;
     let access = publish_access(who, &channel)?;
     chat.mutes.check(&channel.full, who.id())?;
+    chat.archived.check(&channel.full)?;
     check_data(&req.data, chat.settings.max_message_bytes)?;
     chat.spend(who, 1)?;
     if let Some(c) = &req.client_id {

@@ -1,27 +1,58 @@
 //! `signal`: a frame for every connection of another user (call setup), on this node
-//! and the others; nothing is stored. Only between users who share a room or a DM, and
-//! not to a user who blocked the caller; size- and rate-limited (rings per pair per
-//! minute), since a ring makes someone else's device ring.
+//! and the others; the signal itself is not stored. Only between users who share a
+//! room or a DM, and not to a user who blocked the caller; size- and rate-limited
+//! (rings per pair per minute), since a ring makes someone else's device ring. The
+//! call's state is kept by [`super::calls`], which writes the call record when the
+//! call ends.
 
 use serde_json::value::RawValue;
 
-use super::Chat;
+use std::time::Instant;
+
+use super::{
+    calls::{Kind, Media, Record, Signal as CallSignal},
+    Chat,
+};
 use crate::{
     auth::Identity,
     broker::BusEvent,
-    channels::valid_user_id,
+    channels::{valid_user_id, Channel},
+    conn::Ack,
     error::{AppError, AppResult},
     protocol::{request, request::check_data, signal_event, Empty},
-    storage::queries,
+    storage::{
+        queries,
+        writer::{AppendReq, WriteOp},
+    },
 };
 
-/// The `kind` of a signal's data (`ring`, `offer`, `ice`, ...), if any.
-fn kind(data: &RawValue) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Kind {
-        kind: Option<String>,
-    }
-    serde_json::from_str::<Kind>(data.get()).ok()?.kind
+/// What the server reads of a signal's data: `kind`, and for a ring `media` and the
+/// room of a room call (`channel`).
+#[derive(serde::Deserialize, Default)]
+struct Fields {
+    kind: Option<String>,
+    media: Option<String>,
+    channel: Option<String>,
+}
+
+fn fields(data: &RawValue) -> Fields {
+    serde_json::from_str(data.get()).unwrap_or_default()
+}
+
+/// Writes a call record into its conversation, from the caller (once per call: the
+/// call id is the record's `client_id`).
+pub fn write_record(chat: &Chat, r: Record) {
+    let Ok(data) = RawValue::from_string(r.data()) else {
+        return;
+    };
+    chat.writer.submit(WriteOp::Append(AppendReq {
+        client_id: Some(format!("call:{}", r.call).into()),
+        channel: r.channel,
+        who: r.caller,
+        check_room: false,
+        data: data.into(),
+        ack: Ack::None,
+    }));
 }
 
 /// Delivers `req.data` to every connection of user `req.to`.
@@ -36,8 +67,15 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
         return Err(AppError::bad_request("cannot signal yourself"));
     }
     check_data(&req.data, chat.settings.signal_max_bytes)?;
+    let f = fields(&req.data);
+    let kind = f.kind.as_deref().map(Kind::parse).transpose()?;
+    let media = Media::parse(f.media.as_deref())?;
+    let room = match (kind, f.channel.as_deref()) {
+        (Some(Kind::Ring), Some(c)) => Some(Channel::parse(c)?),
+        _ => None,
+    };
     chat.spend(&who, 1)?;
-    if kind(&req.data).as_deref() == Some("ring") && !chat.limits.rings.take(&format!("{}>{}", who.id(), req.to)) {
+    if kind == Some(Kind::Ring) && !chat.limits.rings.take(&format!("{}>{}", who.id(), req.to)) {
         return Err(AppError::rate_limited("too many rings to that user, try again later"));
     }
     let (me, peer) = (who.user.id.clone(), req.to.clone());
@@ -48,6 +86,36 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
     if !allowed {
         // The same answer as for a user who does not exist: no probing.
         return Err(AppError::not_found("no such user to signal"));
+    }
+    if let Some(room) = &room {
+        let (r, me, peer) = (room.clone(), who.clone(), req.to.clone());
+        let both = chat
+            .db
+            .run(move |c| {
+                let mine = queries::room_readable(c, &r, &me).is_ok();
+                Ok(mine && queries::is_member(c, &r.full, &peer)?)
+            })
+            .await?;
+        if !both {
+            return Err(AppError::not_found("no such room to call in"));
+        }
+    }
+    // On a single node a user without connections is not there to signal.
+    if !chat.hub.clustered() && chat.hub.registry.connections(&req.to).is_empty() {
+        return Err(AppError::not_found("that user is not connected"));
+    }
+    if let Some(kind) = kind {
+        let s = CallSignal {
+            from: &who,
+            to: &req.to,
+            call: &req.call,
+            kind,
+            media,
+            room,
+        };
+        if let Some(record) = chat.calls.signal(s, Instant::now())? {
+            write_record(&chat, record);
+        }
     }
     let frame = signal_event(&who.user, &req.call, &req.data);
     for c in chat.hub.registry.connections(&req.to) {

@@ -126,6 +126,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_ROOMS_PER_HOUR", "rooms_per_hour", number::<u32>),
     var("CHAT_SIGNAL_MAX_BYTES", "signal_max_bytes", number::<usize>),
     var("CHAT_RINGS_PER_MIN", "rings_per_min", number::<u32>),
+    var("CHAT_RING_TIMEOUT_S", "ring_timeout_s", number::<f64>),
     var("CHAT_MAX_CONNS_PER_USER", "max_conns_per_user", number::<u32>),
     var("CHAT_MAX_CONNS_PER_ADDRESS", "max_conns_per_address", number::<u32>),
     var(

@@ -15,6 +15,7 @@ mod sources;
 mod tests;
 
 use self::layers::{ConfigFile, Environment};
+mod redact;
 pub use self::sources::{Source, Sources, SourcesIter};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -80,6 +81,8 @@ pub struct Settings {
     pub signal_max_bytes: usize,
     /// Rings (`signal` of kind `ring`) one user may send another per minute.
     pub rings_per_min: u32,
+    /// A call ringing this long unanswered ends as missed.
+    pub ring_timeout_s: f64,
     /// WebSocket connections one user may hold open on a node (0: no limit).
     pub max_conns_per_user: u32,
     /// WebSocket connections one client address may hold open on a node (0: no limit).
@@ -158,6 +161,7 @@ impl Default for Settings {
             rooms_per_hour: 20,
             signal_max_bytes: 16 * 1024,
             rings_per_min: 6,
+            ring_timeout_s: 30.0,
             max_conns_per_user: 100,
             max_conns_per_address: 2000,
             handshakes_per_min_per_address: 600,
@@ -259,6 +263,7 @@ impl Settings {
         pos("publisher_rate", self.publisher_rate)?;
         pos("presence_refresh_s", self.presence_refresh_s)?;
         pos("feed_idle_s", self.feed_idle_s)?;
+        pos("ring_timeout_s", self.ring_timeout_s)?;
         if self.max_message_bytes < 64 {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
@@ -298,6 +303,10 @@ impl Settings {
 
     pub fn feed_idle(&self) -> Duration {
         Duration::from_secs_f64(self.feed_idle_s)
+    }
+
+    pub fn ring_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.ring_timeout_s)
     }
 
     pub fn auth_timeout(&self) -> Duration {

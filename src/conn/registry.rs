@@ -186,6 +186,14 @@ impl Registry {
         closed
     }
 
+    /// Users with at least one live connection.
+    pub fn users(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| b.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
     /// Live connections in total.
     pub fn count(&self) -> usize {
         self.live.load(Ordering::Relaxed)

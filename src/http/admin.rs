@@ -16,6 +16,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/bans", web::get().to(bans))
         .route("/admin/audit", web::get().to(audit))
         .route("/admin/connections", web::get().to(connections))
+        .route("/admin/config", web::get().to(config))
+        .route("/rooms/{name}/members/{user}", web::delete().to(remove_member))
+        .route("/rooms/{name}/archived", web::put().to(archive))
+        .route("/rooms/{name}/archived", web::delete().to(reopen))
         .route("/rooms/{name}/mutes/{user}", web::put().to(mute))
         .route("/rooms/{name}/mutes/{user}", web::delete().to(unmute));
 }
@@ -105,5 +109,33 @@ async fn unmute(
 ) -> AppResult<HttpResponse> {
     let (room, user) = path.into_inner();
     moderation::unmute(&state.chat, &who, &format!("room:{room}"), &user).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// The effective configuration, secrets hidden.
+async fn config(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {
+    if who.role != crate::auth::Role::Admin || who.anonymous {
+        return Err(crate::error::AppError::forbidden("admins only"));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "settings": state.chat.settings.redacted() })))
+}
+
+async fn remove_member(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (room, user) = path.into_inner();
+    moderation::remove_member(&state.chat, &who, &format!("room:{room}"), &user).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn archive(state: web::Data<AppState>, Caller(who): Caller, room: web::Path<String>) -> AppResult<HttpResponse> {
+    moderation::archive(&state.chat, &who, &format!("room:{room}"), true).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn reopen(state: web::Data<AppState>, Caller(who): Caller, room: web::Path<String>) -> AppResult<HttpResponse> {
+    moderation::archive(&state.chat, &who, &format!("room:{room}"), false).await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }

@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ticker", web::get().to(|| page("ticker.html")))
         .route("/sports", web::get().to(|| page("sports.html")))
         .route("/map", web::get().to(|| page("map.html")))
+        .route("/admin", web::get().to(|| page("admin.html")))
         .route("/static/{path:.*}", web::get().to(static_file));
 }
 

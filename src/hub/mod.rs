@@ -147,6 +147,11 @@ impl Hub {
         (hub, arbiters)
     }
 
+    /// Are there other nodes?
+    pub fn clustered(&self) -> bool {
+        self.broker.clustered()
+    }
+
     /// Sends an event to the other nodes (nobody hears it on a single node).
     pub fn publish(&self, ev: BusEvent) {
         self.broker.publish(ev);
@@ -186,6 +191,18 @@ impl Hub {
             Change::Unban => {
                 self.versions.set_banned(user, false);
             }
+            Change::Unmember(channel) => self.remove_from_channel(user, &channel),
+        }
+    }
+
+    /// Takes the user's connections on this node out of `channel` (removed from its
+    /// members), telling each with a `removed` event.
+    pub fn remove_from_channel(&self, user: &str, channel: &str) {
+        let channel: Arc<str> = channel.into();
+        let frame = crate::protocol::removed_event(&channel);
+        for c in self.registry.connections(user) {
+            c.outbox.push(frame.clone());
+            self.unsubscribe(c.id, [channel.clone()]);
         }
     }
 
@@ -345,6 +362,11 @@ pub struct Remote {
 #[derive(ActixMessage)]
 #[rtype(result = "ShardStats")]
 pub struct Stats;
+
+/// The `n` channels of a shard with the most members: (channel, members, top seq).
+#[derive(ActixMessage)]
+#[rtype(result = "Vec<(Arc<str>, usize, i64)>")]
+pub struct Busiest(pub usize);
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardStats {

@@ -307,6 +307,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `{"ev":"removed","channel":...}`: a moderator removed the user from a room's
+/// members; the connection no longer gets its events.
+pub fn removed_event(channel: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct R<'a> {
+        ev: &'static str,
+        channel: &'a str,
+    }
+    to_bytes(&R { ev: "removed", channel })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ pub struct Request {
 /// are a command struct of their own, which the HTTP API builds too.
 #[derive(Debug)]
 pub enum Op {
-    Auth { token: String },
+    Auth {
+        token: String,
+    },
     Join(Join),
     Leave(Leave),
     Publish(Publish),
@@ -30,6 +32,8 @@ pub enum Op {
     Delete(Delete),
     Signal(Signal),
     Ping,
+    /// The admin console's live figures (role `admin`).
+    AdminStats,
 }
 
 /// `join`: subscribe, with the recent history or everything after `since`.
@@ -298,6 +302,7 @@ impl Request {
                 data: object("data", w.data)?,
             }),
             "ping" => Op::Ping,
+            "admin_stats" => Op::AdminStats,
             other => {
                 let shown: String = other.chars().take(32).collect();
                 return Err(AppError::bad_request(format!("unknown op `{shown}`")));

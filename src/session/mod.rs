@@ -269,6 +269,7 @@ impl Session {
             Op::Edit(r) => chat::edit::edit(&c, &who, r, self.ack(id)),
             Op::Delete(r) => chat::edit::delete(&c, &who, r, self.ack(id)),
             Op::Signal(r) => self.spawn_reply(id, chat::signal::signal(c, who, r)),
+            Op::AdminStats => self.spawn_reply(id, chat::admin::stats(c, who)),
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ pub struct RoomRow {
     pub private: bool,
     pub created_by: String,
     pub created_at: i64,
+    /// Read-only: publishes are refused.
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

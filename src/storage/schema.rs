@@ -18,6 +18,7 @@ diesel::table! {
         private -> Bool,
         created_by -> Text,
         created_at -> BigInt,
+        archived -> Bool,
     }
 }
 
@@ -124,6 +125,7 @@ diesel::table! {
         user_id -> Text,
         kind -> Text,
         version -> Integer,
+        channel -> Text,
         created_at -> BigInt,
     }
 }

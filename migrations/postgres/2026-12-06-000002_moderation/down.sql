@@ -1,3 +1,4 @@
+ALTER TABLE rooms DROP COLUMN archived;
 DROP TABLE mutes;
 DROP TABLE audit_log;
 DROP TABLE revocations;

@@ -534,6 +534,26 @@ impl Handler<SeedLastValues> for Shard {
     }
 }
 
+impl Handler<Busiest> for Shard {
+    type Result = MessageResult<Busiest>;
+
+    /// O(channels × log n): a bounded heap, no sort of every channel.
+    fn handle(&mut self, Busiest(n): Busiest, _: &mut Self::Context) -> Self::Result {
+        use std::{cmp::Reverse, collections::BinaryHeap};
+        let mut top: BinaryHeap<Reverse<(usize, i64, Arc<str>)>> = BinaryHeap::with_capacity(n + 1);
+        for (name, c) in &self.channels {
+            let seq = c.order.delivered().unwrap_or(c.seq).max(c.seq);
+            top.push(Reverse((c.members.len(), seq, name.clone())));
+            if top.len() > n {
+                top.pop();
+            }
+        }
+        let mut v: Vec<_> = top.into_iter().map(|Reverse((m, s, name))| (name, m, s)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        MessageResult(v)
+    }
+}
+
 impl Handler<Stats> for Shard {
     type Result = MessageResult<Stats>;
 

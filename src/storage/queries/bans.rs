@@ -136,3 +136,21 @@ pub fn active_mutes(c: &mut Conn) -> AppResult<Vec<(String, String, i64)>> {
         .select((mutes::channel, mutes::user_id, mutes::until_ms))
         .load(c)?)
 }
+
+/// Marks room `name` (without its prefix) archived or not; false when there is no
+/// such room.
+pub fn set_archived(c: &mut Conn, name: &str, archived: bool) -> AppResult<bool> {
+    Ok(diesel::update(rooms::table.find(name))
+        .set(rooms::archived.eq(archived))
+        .execute(c)?
+        > 0)
+}
+
+/// Channel names (`room:...`) of the archived rooms.
+pub fn archived_rooms(c: &mut Conn) -> AppResult<Vec<String>> {
+    let names: Vec<String> = rooms::table
+        .filter(rooms::archived.eq(true))
+        .select(rooms::name)
+        .load(c)?;
+    Ok(names.into_iter().map(|n| format!("room:{n}")).collect())
+}

@@ -46,6 +46,7 @@ pub fn create_room(
             private,
             created_by: creator.id.to_string(),
             created_at: now_ms(),
+            archived: false,
         };
         match diesel::insert_into(rooms::table).values(&row).execute(c) {
             Ok(_) => {}
@@ -103,6 +104,7 @@ pub fn room_access(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<()> 
                 private: false,
                 created_by: who.user.id.to_string(),
                 created_at: now_ms(),
+                archived: false,
             };
             match diesel::insert_into(rooms::table).values(&row).execute(c) {
                 Ok(_) => return Ok(()),

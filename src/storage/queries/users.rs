@@ -94,26 +94,30 @@ pub fn list_users(c: &mut Conn, limit: i64) -> AppResult<Vec<UserRow>> {
 }
 
 /// What changed about a user's right to connect, in the order every node applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Tokens older than this version are refused.
     Revoke(u32),
     Ban,
     Unban,
+    /// Removed from the members of this room.
+    Unmember(String),
 }
 
 /// Appends a change to the log every node polls.
-pub(super) fn record(c: &mut Conn, user_id: &str, change: Change) -> diesel::QueryResult<()> {
-    let (kind, version) = match change {
-        Change::Revoke(v) => ("revoke", v as i32),
-        Change::Ban => ("ban", 0),
-        Change::Unban => ("unban", 0),
+pub fn record(c: &mut Conn, user_id: &str, change: Change) -> diesel::QueryResult<()> {
+    let (kind, version, channel) = match change {
+        Change::Revoke(v) => ("revoke", v as i32, ""),
+        Change::Ban => ("ban", 0, ""),
+        Change::Unban => ("unban", 0, ""),
+        Change::Unmember(ref ch) => ("unmember", 0, ch.as_str()),
     };
     diesel::insert_into(revocations::table)
         .values((
             revocations::user_id.eq(user_id),
             revocations::kind.eq(kind),
             revocations::version.eq(version),
+            revocations::channel.eq(channel),
             revocations::created_at.eq(now_ms()),
         ))
         .execute(c)?;
@@ -123,7 +127,7 @@ pub(super) fn record(c: &mut Conn, user_id: &str, change: Change) -> diesel::Que
 /// Changes after `after` (the id of the last one applied), oldest first, at most
 /// `limit`: (id, user id, change).
 pub fn revocations_after(c: &mut Conn, after: i64, limit: i64) -> AppResult<Vec<(i64, String, Change)>> {
-    let rows: Vec<(i64, String, String, i32)> = revocations::table
+    let rows: Vec<(i64, String, String, i32, String)> = revocations::table
         .filter(revocations::id.gt(after))
         .order(revocations::id.asc())
         .limit(limit)
@@ -132,15 +136,17 @@ pub fn revocations_after(c: &mut Conn, after: i64, limit: i64) -> AppResult<Vec<
             revocations::user_id,
             revocations::kind,
             revocations::version,
+            revocations::channel,
         ))
         .load(c)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, user, kind, v)| {
+        .filter_map(|(id, user, kind, v, channel)| {
             let change = match kind.as_str() {
                 "revoke" => Change::Revoke(v.max(0) as u32),
                 "ban" => Change::Ban,
                 "unban" => Change::Unban,
+                "unmember" => Change::Unmember(channel),
                 _ => return None,
             };
             Some((id, user, change))

@@ -59,7 +59,8 @@ impl Txn<'_> {
     }
 
     fn is_member(&self, key: &MemberKey) -> bool {
-        self.known.members.contains(key) || self.learned.members.contains(key)
+        (self.known.members.contains(key) && !self.learned.forgotten.contains(key))
+            || self.learned.members.contains(key)
     }
 
     fn room_private(&self, channel: &Arc<str>) -> Option<bool> {
@@ -156,6 +157,13 @@ pub(super) fn apply(c: &mut Conn, batch: &[WriteOp], known: &Known) -> diesel::Q
             } => admit(c, &mut t, channel, who, *check_room)?,
             WriteOp::LastValue { channel, msg, track } => {
                 last_value(c, channel, msg, *track)?;
+                Effect::Done
+            }
+            WriteOp::RemoveMember { channel, user_id, .. } => {
+                sql::remove_member(c, channel, user_id)?;
+                let key: MemberKey = (channel.clone(), user_id.clone());
+                t.learned.members.remove(&key);
+                t.learned.forgotten.push(key);
                 Effect::Done
             }
             WriteOp::Stop => Effect::Done,
@@ -259,8 +267,8 @@ fn append(c: &mut Conn, t: &mut Txn, req: &AppendReq) -> diesel::QueryResult<Eff
 fn admit(c: &mut Conn, t: &mut Txn, ch: &Channel, who: &Identity, check_room: bool) -> diesel::QueryResult<Effect> {
     let key = (ch.full.clone(), who.user.id.clone());
     let known = t.is_member(&key);
-    // A known member of a room passed this check before (members are never removed),
-    // so only newcomers cost a query.
+    // A known member of a room passed this check before (a removal makes the writer
+    // forget the membership), so only newcomers cost a query.
     if check_room && !known {
         if let Err(e) = room_check(c, t, ch, who)? {
             return Ok(Effect::Refused(e));

@@ -85,6 +85,13 @@ pub enum WriteOp {
         check_room: bool,
         ack: Ack<Empty>,
     },
+    /// Removes a user from a room's members (a moderator's decision; every node's
+    /// writer forgets the membership it remembered).
+    RemoveMember {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+        ack: Ack<Empty>,
+    },
     /// Newest value of a durable last-value channel, optionally with a track point.
     LastValue {
         channel: Channel,
@@ -103,6 +110,7 @@ impl WriteOp {
             WriteOp::Edit { ack, .. }
             | WriteOp::Delete { ack, .. }
             | WriteOp::Read { ack, .. }
+            | WriteOp::RemoveMember { ack, .. }
             | WriteOp::Admit { ack, .. } => ack.err(e),
             WriteOp::LastValue { channel, .. } => {
                 log::warn!("dropped the last value of {}: {}", channel.full, e.message)
@@ -267,8 +275,9 @@ const MEMBER_CACHE_MAX: usize = 100_000;
 /// Most rooms the writer remembers as stored.
 const ROOM_CACHE_MAX: usize = 100_000;
 
-/// (channel, user) pairs known to be stored in `memberships`. They are never deleted,
-/// so the cache stays true with several nodes. Bounded by [`MEMBER_CACHE_MAX`];
+/// (channel, user) pairs known to be stored in `memberships`. A membership is deleted
+/// only by [`WriteOp::RemoveMember`], which every node's writer applies (the change log
+/// carries it to the others, which then forget it within seconds). Bounded by [`MEMBER_CACHE_MAX`];
 /// overflow policy: the cache is emptied (a miss costs one query, and the working set
 /// refills it).
 #[derive(Default)]
@@ -277,6 +286,10 @@ struct MemberCache(HashSet<MemberKey>);
 impl MemberCache {
     fn contains(&self, key: &MemberKey) -> bool {
         self.0.contains(key)
+    }
+
+    fn forget(&mut self, key: &MemberKey) {
+        self.0.remove(key);
     }
 
     fn extend(&mut self, keys: impl ExactSizeIterator<Item = MemberKey>) {
@@ -318,6 +331,8 @@ struct Known {
 #[derive(Default)]
 struct Learned {
     members: HashSet<MemberKey>,
+    /// Memberships this batch removed.
+    forgotten: Vec<MemberKey>,
     rooms: HashMap<Arc<str>, bool>,
 }
 
@@ -407,6 +422,9 @@ impl Writer {
             cp.nudge();
         }
         self.known.members.extend(learned.members.into_iter());
+        for key in &learned.forgotten {
+            self.known.members.forget(key);
+        }
         self.known.rooms.extend(learned.rooms.into_iter());
         let mut commits = Vec::with_capacity(n);
         for (op, effect) in batch.into_iter().zip(effects) {
@@ -448,7 +466,9 @@ impl Writer {
                     ack,
                 }),
                 (op, Effect::Refused(e)) => op.fail(e),
-                (WriteOp::Read { ack, .. } | WriteOp::Admit { ack, .. }, _) => ack.ok(Empty {}),
+                (WriteOp::Read { ack, .. } | WriteOp::Admit { ack, .. } | WriteOp::RemoveMember { ack, .. }, _) => {
+                    ack.ok(Empty {})
+                }
                 (op, _) => debug_assert!(
                     matches!(op, WriteOp::LastValue { .. } | WriteOp::Stop),
                     "an effect that does not match its op"

@@ -247,3 +247,10 @@ pub(super) fn add_member(c: &mut Conn, channel: &str, user_id: &str, user_name: 
         .execute(c))?;
     Ok(())
 }
+
+/// Removes a membership (nothing when there is none).
+pub(super) fn remove_member(c: &mut Conn, channel: &str, user_id: &str) -> QueryResult<()> {
+    native!(c, |c| diesel::delete(memberships::table.find((channel, user_id)))
+        .execute(c))?;
+    Ok(())
+}
