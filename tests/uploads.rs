@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -491,4 +491,48 @@ fn uploads_are_streamed_with_ranges_and_names_lose_direction_overrides() {
     assert_eq!(part.body, data[1000..1010].to_vec());
     assert_eq!(get(&s, "/uploads/0123456789abcdef0123456789abcdef.png").status, 404);
     assert_eq!(get(&s, "/uploads/..%2Fjwt_secret").status, 404);
+}
+
+#[test]
+fn voice_messages_upload_play_inline_and_respect_the_limits() {
+    let s = TestServer::start(Opts::new().env("CHAT_VOICE_MAX_S", "10"));
+    let a = s.user("voice");
+    // A WebM (Matroska) header: stored as .webm and served inline as audio or video.
+    let mut webm = vec![0x1a, 0x45, 0xdf, 0xa3];
+    webm.extend_from_slice(&[0x42; 2000]);
+    let r = upload(&s, Some(&a.token), "voice.webm", "audio/webm;codecs=opus", &webm);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let url = info["url"].as_str().unwrap().to_string();
+    assert!(url.ends_with(".webm"), "{info}");
+    assert_eq!(info["mime"], "audio/webm", "{info}");
+    let got = get(&s, &url);
+    assert_eq!(got.status, 200);
+    assert!(
+        got.header("content-type").unwrap_or("").starts_with("video/webm"),
+        "{:?}",
+        got.headers
+    );
+    assert!(
+        got.header("content-disposition").unwrap_or("").starts_with("inline"),
+        "{:?}",
+        got.headers
+    );
+
+    let mut c = s.ws_user(&a);
+    let voice = |ms: u64, peaks: serde_json::Value| json!({"op":"publish","channel":"room:v","data":{"type":"audio","url":url,"name":"voice.webm","size":2004,"mime":"audio/webm","duration_ms":ms,"peaks":peaks}});
+    c.ok(voice(2100, json!([0, 40, 255, 12])));
+    assert_eq!(
+        c.err(voice(10_001, json!([]))),
+        "bad_request",
+        "longer than CHAT_VOICE_MAX_S"
+    );
+    assert_eq!(
+        c.err(voice(1000, json!((0..65).collect::<Vec<u32>>()))),
+        "bad_request",
+        "65 peaks"
+    );
+    assert_eq!(c.err(voice(1000, json!([300]))), "bad_request", "a peak above 255");
+    let forged = json!({"op":"publish","channel":"room:v","data":{"type":"call","call":"x","media":"audio","status":"answered","duration_ms":5}});
+    assert_eq!(c.err(forged), "bad_request", "only the server writes call records");
 }

@@ -20,7 +20,7 @@ pub fn edit(chat: &Chat, who: &Identity, req: request::Edit, ack: Ack<Empty>) {
         chat.archived.check(&ch.full)?;
         check_data(&req.data, chat.settings.max_message_bytes)?;
         if ch.policy().chat {
-            super::uploads::check_media(&req.data)?;
+            super::uploads::check_media(&req.data, super::uploads::MediaLimits::of(&chat.settings))?;
         }
         chat.spend(who, 1)?;
         Ok((ch, check))

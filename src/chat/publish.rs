@@ -45,7 +45,7 @@ fn check(chat: &Chat, who: &Identity, req: request::Publish) -> AppResult<Checke
         chat.feeds.validate(&channel, &data)?;
     }
     if channel.policy().chat {
-        super::uploads::check_media(&data)?;
+        super::uploads::check_media(&data, super::uploads::MediaLimits::of(&chat.settings))?;
     }
     Ok(Checked {
         channel,

@@ -142,6 +142,8 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_DB_POOL_SIZE", "db_pool_size", number::<u32>),
     var("CHAT_MAX_UPLOAD_BYTES", "max_upload_bytes", number::<usize>),
     var("CHAT_UPLOAD_DIR", "upload_dir", text),
+    var("CHAT_VOICE_MAX_S", "voice_max_s", number::<f64>),
+    var("CHAT_VIDEO_MESSAGE_MAX_S", "video_message_max_s", number::<f64>),
     var("CHAT_UPLOAD_QUOTA_BYTES", "upload_quota_bytes", number::<u64>),
     var("CHAT_UPLOADS_PER_HOUR", "uploads_per_hour", number::<u32>),
     var("CHAT_TRACK_MIN_INTERVAL_S", "track_min_interval_s", number::<f64>),

@@ -108,6 +108,10 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// Where uploads are stored (default: `<data_dir>/uploads`).
     pub upload_dir: Option<PathBuf>,
+    /// Longest voice message (`audio` with `duration_ms`), seconds.
+    pub voice_max_s: f64,
+    /// Longest video message, seconds.
+    pub video_message_max_s: f64,
     /// Bytes of uploads one user may keep.
     pub upload_quota_bytes: u64,
     /// Uploads one user may make per hour.
@@ -173,6 +177,8 @@ impl Default for Settings {
             db_pool_size: 8,
             max_upload_bytes: 10 * 1024 * 1024,
             upload_dir: None,
+            voice_max_s: 300.0,
+            video_message_max_s: 60.0,
             upload_quota_bytes: 1024 * 1024 * 1024,
             uploads_per_hour: 120,
             track_min_interval_s: 5.0,
@@ -264,6 +270,8 @@ impl Settings {
         pos("presence_refresh_s", self.presence_refresh_s)?;
         pos("feed_idle_s", self.feed_idle_s)?;
         pos("ring_timeout_s", self.ring_timeout_s)?;
+        pos("voice_max_s", self.voice_max_s)?;
+        pos("video_message_max_s", self.video_message_max_s)?;
         if self.max_message_bytes < 64 {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }

@@ -46,6 +46,25 @@ fn sniff_image(head: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Audio and video containers played inline (voice and video messages), by magic
+/// bytes; WebM and Ogg carry either, so the declared type picks audio or video.
+fn sniff_media(head: &[u8], declared: Option<&str>) -> Option<(&'static str, &'static str)> {
+    let audio = declared.is_some_and(|m| m.starts_with("audio/"));
+    if head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        Some((if audio { "audio/webm" } else { "video/webm" }, "webm"))
+    } else if head.starts_with(b"OggS") {
+        Some(("audio/ogg", "ogg"))
+    } else if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        Some(("video/mp4", "mp4"))
+    } else if head.starts_with(b"ID3") || (head.len() >= 2 && head[0] == 0xff && head[1] & 0xe0 == 0xe0) {
+        Some(("audio/mpeg", "mp3"))
+    } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        Some(("audio/wav", "wav"))
+    } else {
+        None
+    }
+}
+
 /// The file's name as shown: its last path segment, without control or bidi
 /// characters (an `evil\u{202E}gpj.exe` must not show as `evilexe.jpg`).
 fn clean_name(name: &str) -> String {
@@ -114,7 +133,7 @@ async fn upload(state: web::Data<AppState>, Caller(who): Caller, mut form: Multi
                 return Err(AppError::unavailable(format!("cannot store upload: {e}")));
             }
         }
-        let (mime, ext) = match sniff_image(&head) {
+        let (mime, ext) = match sniff_image(&head).or_else(|| sniff_media(&head, declared.as_deref())) {
             Some((m, e)) => (m.to_string(), e),
             None => (
                 declared
@@ -189,6 +208,15 @@ mod tests {
         assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n....").unwrap().1, "png");
         assert_eq!(sniff_image(b"<svg onload=alert(1)>"), None);
         assert_eq!(sniff_image(b"<html>"), None);
+        let webm = [0x1a, 0x45, 0xdf, 0xa3, 0, 0, 0, 0];
+        assert_eq!(
+            sniff_media(&webm, Some("audio/webm;codecs=opus")),
+            Some(("audio/webm", "webm"))
+        );
+        assert_eq!(sniff_media(&webm, Some("video/webm")), Some(("video/webm", "webm")));
+        assert_eq!(sniff_media(b"OggS\0\x02", None).unwrap().1, "ogg");
+        assert_eq!(sniff_media(b"\0\0\0\x20ftypisom", None).unwrap().1, "mp4");
+        assert_eq!(sniff_media(b"<html><body>", Some("audio/webm")), None);
         assert_eq!(clean_name("../../etc/passwd"), "passwd");
         assert_eq!(clean_name("C:\\x\\a.png"), "a.png");
         assert_eq!(clean_name(""), "file");
