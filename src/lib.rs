@@ -22,7 +22,8 @@
 //! * [`conn`] – a connection as everyone else sees it: its bounded outbox, the
 //!   registry, and [`conn::Ack`] (where a request's result goes).
 //! * leaves: [`protocol`] (wire types), [`channels`] (names and policies), [`auth`],
-//!   [`limit`], [`net`], [`config`], [`error`].
+//!   [`limit`], [`net`], [`config`], [`error`], [`metrics`] (the process's counters,
+//!   atomics only, served by `/metrics`), [`logging`] (text or JSON lines).
 
 pub mod auth;
 pub mod broker;
@@ -37,6 +38,8 @@ pub mod feeds;
 pub mod http;
 pub mod hub;
 pub mod limit;
+pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod session;

@@ -13,7 +13,7 @@ use chatserver::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    chatserver::logging::init(chatserver::logging::configured_format());
     match cli.command {
         None | Some(Command::Serve) => serve(),
         Some(other) => chatserver::cli::run(other),
@@ -36,6 +36,9 @@ async fn serve() -> ExitCode {
         let app = Application::build(settings).await?;
         // Tests and scripts read the bound address from this line.
         println!("listening on {}", app.addr());
+        if let Some(addr) = app.metrics_addr() {
+            println!("metrics on {addr}");
+        }
         app.run_until_stopped()
             .await
             .map_err(|e| chatserver::startup::StartError::Other(e.to_string()))
@@ -45,7 +48,9 @@ async fn serve() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("error: {e}");
+            if !chatserver::logging::is_json() {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -18,7 +18,7 @@ use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Serv
 use actix_web::{
     dev::{AppConfig, Server},
     rt::net::TcpStream,
-    web, App,
+    web, App, HttpServer,
 };
 
 use crate::{
@@ -38,7 +38,7 @@ use crate::{
     hub::{Hub, HubConfig, SeedLastValues},
     limit::{ConnCounts, KeyedLimiter},
     protocol::close,
-    state::{AppState, Metrics},
+    state::AppState,
     storage::{self, queries, writer, Db, DbTarget},
 };
 
@@ -61,6 +61,8 @@ pub enum StartError {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    /// The private `/metrics` listener (`metrics_bind`) and its address.
+    metrics: Option<(Server, SocketAddr)>,
     state: AppState,
     writer_thread: JoinHandle<()>,
     /// Keeps the shard threads alive until shutdown.
@@ -209,7 +211,7 @@ impl Application {
                 feeds,
                 auth,
             },
-            metrics: Arc::new(Metrics::default()),
+            next_conn_id: Arc::default(),
             proxies: settings.trusted_proxies().into(),
             handshakes: Arc::new(KeyedLimiter::per_minute(settings.handshakes_per_min_per_address)),
             addr_conns: ConnCounts::new(settings.max_conns_per_address),
@@ -222,6 +224,10 @@ impl Application {
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
         end_stale_calls(state.chat.clone());
         let server = serve(listener, addr, state.clone(), &settings)?;
+        let metrics = match settings.metrics_addr() {
+            Some(addr) => Some(metrics_server(addr, &state).map_err(|e| StartError::Bind(addr.to_string(), e))?),
+            None => None,
+        };
         release_free_memory(state.chat.hub.clone());
         heartbeat(state.chat.hub.clone(), settings.heartbeat(), settings.client_timeout());
         sweep_idle_feeds(state.chat.feeds.clone());
@@ -232,6 +238,7 @@ impl Application {
         Ok(Application {
             server,
             addr,
+            metrics,
             state,
             writer_thread,
             arbiters,
@@ -241,6 +248,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the private `/metrics` listener, if `metrics_bind` set one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     pub fn state(&self) -> &AppState {
@@ -257,10 +269,12 @@ impl Application {
             writer_thread,
             arbiters,
             demo_stop,
+            metrics,
             ..
         } = self;
         let handle = server.handle();
         let serve = actix_web::rt::spawn(server);
+        let metrics = metrics.map(|(server, _)| (server.handle(), actix_web::rt::spawn(server)));
         wait_for_signal().await;
         log::info!("shutting down");
         demo_stop.store(true, Ordering::Relaxed);
@@ -275,6 +289,10 @@ impl Application {
         }
         handle.stop(true).await;
         let _ = serve.await;
+        if let Some((handle, serve)) = metrics {
+            handle.stop(true).await;
+            let _ = serve.await;
+        }
         // Acknowledged writes are committed already; this commits the rest and stops.
         let writer = state.chat.writer.clone();
         drop(state);
@@ -380,6 +398,20 @@ fn serve(
         })
         .map_err(bind_err)?;
     Ok(builder.run())
+}
+
+/// A small HTTP server of its own for `/metrics` on `addr` (one worker).
+fn metrics_server(addr: SocketAddr, state: &AppState) -> std::io::Result<(Server, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::metrics_routes))
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    Ok((server, addr))
 }
 
 async fn wait_for_signal() {

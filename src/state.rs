@@ -16,7 +16,8 @@ use crate::{
 pub struct AppState {
     /// The use cases (and through them settings, storage, the hub, feeds, auth).
     pub chat: Chat,
-    pub metrics: Arc<Metrics>,
+    /// The last connection id given out ([`AppState::conn_id`]).
+    pub next_conn_id: Arc<AtomicU64>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub proxies: Arc<[Cidr]>,
     /// WebSocket handshakes per client address.
@@ -35,24 +36,9 @@ impl AppState {
         let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
         client_addr(peer, xff, &self.proxies).to_string()
     }
-}
 
-/// Process-wide counters exported by `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub next_conn_id: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub frames_in: AtomicU64,
-    pub publishes: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub bad_requests: AtomicU64,
-}
-
-impl Metrics {
+    /// A new connection id, unique in this process.
     pub fn conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-    pub fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -147,6 +147,13 @@ fn config_check_prints_sources_hides_secrets_and_fails_on_a_bad_file() {
     let json_out = ok(cli(dir.path(), &["config", "check", "--json"], &[], ""), "--json");
     let v: serde_json::Value = serde_json::from_str(&json_out).unwrap();
     assert_eq!(v["bind"]["source"], "default", "{v}");
+    let env = [("CHAT_LOG_FORMAT", "json"), ("CHAT_METRICS_BIND", "127.0.0.1:9100")];
+    let out = ok(cli(dir.path(), &["config", "check"], &env, ""), "config check");
+    assert!(out.contains("log_format = \"json\"  # env CHAT_LOG_FORMAT"), "{out}");
+    assert!(
+        out.contains("metrics_bind = \"127.0.0.1:9100\"  # env CHAT_METRICS_BIND"),
+        "{out}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "heartbeat_s = 5\nno_such_setting = 1\n").unwrap();

@@ -155,7 +155,7 @@ fn client_whose_tcp_stack_takes_nothing_is_cut_after_the_timeout() {
         assert_eq!(code, 1000, "close code");
     }
     assert_eq!(
-        metric(&s, "chat_slow_consumers_total"),
+        metric(&s, "chat_outbox_overflows_total"),
         0,
         "closed by the heartbeat, not as a slow consumer"
     );

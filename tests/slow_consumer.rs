@@ -121,7 +121,7 @@ fn flood_scenario(n: usize, text_len: usize, max_lag: usize) {
     };
 
     // The slow client resumes reading as soon as the server reports it cut off
-    // (`chat_slow_consumers_total` in /metrics), while the flood goes on. The server
+    // (`chat_outbox_overflows_total` in /metrics), while the flood goes on. The server
     // queues the `disconnect` event and the close frame behind what the socket already
     // holds, and cuts a connection that has not drained them after 5 s; a client
     // that read only after that would find the bytes the kernel kept, then EOF.
@@ -263,7 +263,7 @@ fn flood_scenario(n: usize, text_len: usize, max_lag: usize) {
     );
     assert!(
         o.seen_at.is_some(),
-        "the slow client was never cut off (chat_slow_consumers_total stayed 0)"
+        "the slow client was never cut off (chat_outbox_overflows_total stayed 0)"
     );
     assert_ne!(
         o.outcome, "timeout",
@@ -311,7 +311,7 @@ struct SlowOutcome {
     read_for: Duration,
 }
 
-/// `chat_slow_consumers_total` from the server's /metrics.
+/// `chat_outbox_overflows_total` from the server's /metrics.
 fn slow_consumers(agent: &ureq::Agent, url: &str) -> u64 {
     let body = agent
         .get(url)
@@ -320,9 +320,9 @@ fn slow_consumers(agent: &ureq::Agent, url: &str) -> u64 {
         .into_string()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     body.lines()
-        .find_map(|l| l.strip_prefix("chat_slow_consumers_total "))
+        .find_map(|l| l.strip_prefix("chat_outbox_overflows_total "))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no chat_slow_consumers_total in /metrics:\n{body}"))
+        .unwrap_or_else(|| panic!("no chat_outbox_overflows_total in /metrics:\n{body}"))
 }
 
 /// Waits (without reading) until the server counts a slow consumer, then reads `slow`

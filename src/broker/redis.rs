@@ -242,7 +242,11 @@ async fn subscriber(
         while let Some(msg) = stream.next().await {
             match seal.receive(msg.get_payload_bytes(), now_ms()) {
                 Ok(env) if env.node == node => {}
-                Ok(env) => handler.event(env.node, env.ev),
+                Ok(env) => {
+                    let age = (now_ms() - env.ts).max(0) as f64 / 1000.0;
+                    crate::metrics::get().bus_lag.observe(age);
+                    handler.event(env.node, env.ev)
+                }
                 Err(why) => log::warn!("broker: dropped an event from Redis ({why})"),
             }
         }

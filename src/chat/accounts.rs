@@ -39,6 +39,7 @@ fn valid_password(pw: &str) -> AppResult<()> {
 /// password is hashed outside the storage pool ([`crate::auth::PasswordWork`]).
 pub async fn register(chat: Chat, client: &str, name: String, password: String) -> AppResult<Account> {
     if !chat.limits.registrations.take(client) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Registrations);
         return Err(AppError::rate_limited(
             "too many registrations from this address, try later",
         ));
@@ -76,6 +77,7 @@ pub async fn login(chat: Chat, client: &str, name: String, password: String) -> 
     let name = name.trim().to_string();
     let by_name = format!("{}@{client}", name.to_lowercase());
     if !chat.limits.logins.take(client) || !chat.limits.logins.take(&by_name) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Logins);
         return Err(AppError::rate_limited("too many failed logins, try again in a minute"));
     }
     let row = chat.db.run(move |c| queries::find_user_by_name(c, &name)).await?;
@@ -135,6 +137,7 @@ pub async fn change_password(chat: Chat, client: &str, who: &Identity, old: Stri
     valid_password(&new)?;
     let key = format!("#{}@{client}", who.user.id);
     if !chat.limits.logins.take(client) || !chat.limits.logins.take(&key) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Logins);
         return Err(AppError::rate_limited("too many attempts, try again in a minute"));
     }
     let id = who.user.id.to_string();

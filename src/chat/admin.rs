@@ -9,7 +9,6 @@ use serde::Serialize;
 use super::Chat;
 use crate::{
     auth::{Identity, Role},
-    conn::outbox::SLOW_CONSUMERS,
     error::{AppError, AppResult},
     hub::{Busiest, Stats},
     protocol::now_ms,
@@ -56,7 +55,7 @@ pub async fn stats(chat: Chat, who: Identity) -> AppResult<AdminStats> {
         subscriptions: 0,
         messages_out: 0,
         deliveries: 0,
-        overflows: SLOW_CONSUMERS.load(std::sync::atomic::Ordering::Relaxed),
+        overflows: crate::metrics::get().outbox_overflows.get(),
         busiest: Vec::new(),
     };
     let mut busiest = Vec::new();

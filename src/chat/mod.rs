@@ -159,6 +159,7 @@ impl Chat {
         if budget.take_n(who.id(), n) {
             Ok(())
         } else {
+            crate::metrics::get().rate_limited(crate::metrics::Limit::Writes);
             Err(AppError::rate_limited("write budget used up, slow down"))
         }
     }
@@ -168,6 +169,7 @@ impl Chat {
         if self.limits.rooms.take(who.id()) {
             Ok(())
         } else {
+            crate::metrics::get().rate_limited(crate::metrics::Limit::Rooms);
             Err(AppError::rate_limited("too many new rooms, try again later"))
         }
     }

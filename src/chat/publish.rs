@@ -61,6 +61,7 @@ pub fn publish(chat: &Chat, who: &Identity, req: request::Publish, ack: Ack<Publ
         Ok(p) => p,
         Err(e) => return ack.err(e),
     };
+    crate::metrics::get().message_in(p.channel.ns);
     match p.channel.policy().storage {
         Storage::Every => chat.writer.submit(WriteOp::Append(AppendReq {
             channel: p.channel,

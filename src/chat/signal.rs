@@ -45,6 +45,7 @@ pub fn write_record(chat: &Chat, r: Record) {
     let Ok(data) = RawValue::from_string(r.data()) else {
         return;
     };
+    crate::metrics::get().message_in(r.channel.ns);
     chat.writer.submit(WriteOp::Append(AppendReq {
         client_id: Some(format!("call:{}", r.call).into()),
         channel: r.channel,
@@ -76,6 +77,7 @@ pub async fn signal(chat: Chat, who: Identity, req: request::Signal) -> AppResul
     };
     chat.spend(&who, 1)?;
     if kind == Some(Kind::Ring) && !chat.limits.rings.take(&format!("{}>{}", who.id(), req.to)) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Rings);
         return Err(AppError::rate_limited("too many rings to that user, try again later"));
     }
     let (me, peer) = (who.user.id.clone(), req.to.clone());

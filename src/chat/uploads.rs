@@ -18,6 +18,7 @@ pub async fn allowance(chat: &Chat, who: &Identity) -> AppResult<usize> {
         return Err(AppError::forbidden("log in to upload"));
     }
     if !chat.limits.uploads.take(who.id()) {
+        crate::metrics::get().rate_limited(crate::metrics::Limit::Uploads);
         return Err(AppError::rate_limited("too many uploads, try again later"));
     }
     let user = who.user.id.clone();

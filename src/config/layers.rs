@@ -79,6 +79,14 @@ fn boolean(v: &str) -> Option<Value> {
     }
 }
 
+/// `text` or `json` (any case).
+fn log_format(v: &str) -> Option<Value> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        f @ ("text" | "json") => Some(f.into()),
+        _ => None,
+    }
+}
+
 /// A comma-separated list of origins; trailing `/` trimmed, empty entries dropped.
 fn origins(v: &str) -> Option<Value> {
     let list: Vec<String> = v
@@ -103,6 +111,8 @@ fn list(v: &str) -> Option<Value> {
 /// (except the [`FILE_ONLY_KEYS`], which have none and come last).
 pub(super) const VARS: &[Var] = &[
     var("CHAT_BIND", "bind", text),
+    var("CHAT_METRICS_BIND", "metrics_bind", text_or_unset),
+    var("CHAT_LOG_FORMAT", "log_format", log_format),
     var("CHAT_DATA_DIR", "data_dir", text),
     var("DATABASE_URL", "database_url", text_or_unset),
     var("REDIS_URL", "redis_url", text_or_unset),

@@ -29,6 +29,11 @@ use serde::Deserialize;
 pub struct Settings {
     /// Address the HTTP/WebSocket listener binds (`127.0.0.1:0` picks a free port).
     pub bind: String,
+    /// Address of a listener of its own for `/metrics` (kept private); `None` serves
+    /// `/metrics` on the main listener.
+    pub metrics_bind: Option<String>,
+    /// Log lines as `text` (the default) or `json` (one object per line).
+    pub log_format: LogFormat,
     /// Directory for the SQLite file, uploads and the generated JWT secret.
     pub data_dir: PathBuf,
     /// `sqlite://path` (default: `<data_dir>/chat.db`).
@@ -142,6 +147,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             bind: "127.0.0.1:8080".into(),
+            metrics_bind: None,
+            log_format: LogFormat::Text,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
@@ -192,6 +199,18 @@ impl Default for Settings {
             policies: Default::default(),
         }
     }
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `env_logger`'s lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `target`, `message`, and the
+    /// record's key-values (`session`) where it has them.
+    Json,
 }
 
 /// Why settings could not be loaded.
@@ -290,6 +309,11 @@ impl Settings {
         if self.reply_max_bytes < 1024 {
             return Err(sources.bad_value("reply_max_bytes", self.reply_max_bytes.to_string()));
         }
+        if let Some(addr) = &self.metrics_bind {
+            if addr.parse::<SocketAddr>().is_err() {
+                return Err(sources.bad_value("metrics_bind", addr.clone()));
+            }
+        }
         if self.outbox_max_frames < 8 {
             return Err(sources.bad_value("outbox_max_frames", self.outbox_max_frames.to_string()));
         }
@@ -346,6 +370,12 @@ impl Settings {
         self.bind
             .parse()
             .map_err(|_| ConfigError::Env("CHAT_BIND", self.bind.clone()))
+    }
+
+    /// The address of the metrics listener, if it has one of its own (checked valid
+    /// at load).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_bind.as_deref().and_then(|a| a.parse().ok())
     }
 
     pub fn shards(&self) -> usize {

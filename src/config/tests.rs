@@ -134,7 +134,8 @@ fn sources_cover_every_setting_in_order() {
 /// A valid value for the setting `key`, as an environment variable's text.
 fn sample(key: &str) -> &'static str {
     match key {
-        "bind" => "127.0.0.1:0",
+        "bind" | "metrics_bind" => "127.0.0.1:0",
+        "log_format" => "json",
         "data_dir" | "cluster_name" => "x",
         "jwt_secret" | "cluster_secret" => "0123456789abcdef0123456789abcdef",
         "database_url" => "sqlite://x.db",
@@ -309,4 +310,25 @@ fn short_secrets_are_refused_without_showing_them() {
         assert!(!shown.contains("short-secret"), "the secret was shown: {shown}");
     }
     assert!(from_env(&[("CHAT_JWT_SECRET", &"k".repeat(32))]).is_ok());
+}
+
+#[test]
+fn metrics_bind_and_log_format() {
+    let s = from_env(&[]).unwrap();
+    assert_eq!((s.metrics_bind.as_deref(), s.log_format), (None, LogFormat::Text));
+    let s = from_env(&[("CHAT_METRICS_BIND", "127.0.0.1:9100"), ("CHAT_LOG_FORMAT", "JSON")]).unwrap();
+    assert_eq!(s.metrics_addr(), Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(s.log_format, LogFormat::Json);
+    // The empty string unsets it.
+    assert_eq!(from_env(&[("CHAT_METRICS_BIND", "")]).unwrap().metrics_bind, None);
+    let e = from_env(&[("CHAT_METRICS_BIND", "nowhere")]).unwrap_err();
+    assert!(e.to_string().contains("CHAT_METRICS_BIND"), "{e}");
+    let e = from_env(&[("CHAT_LOG_FORMAT", "xml")]).unwrap_err();
+    assert!(e.to_string().contains("CHAT_LOG_FORMAT"), "{e}");
+    let (_dir, path) = config_file("log_format = \"json\"\nmetrics_bind = \"127.0.0.1:0\"\n");
+    let (s, _) = Settings::layered(Some(path), |_| None).unwrap();
+    assert_eq!(
+        (s.log_format, s.metrics_bind.as_deref()),
+        (LogFormat::Json, Some("127.0.0.1:0"))
+    );
 }

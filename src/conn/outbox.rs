@@ -28,9 +28,6 @@ use crate::protocol::{close, disconnect_event};
 #[rtype(result = "()")]
 pub struct OutboxClosed;
 
-/// Connections closed because their queue overflowed (exported by `/metrics`).
-pub static SLOW_CONSUMERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Most bytes handed to the socket writer in one chunk.
 const CHUNK: usize = 64 * 1024;
 
@@ -277,7 +274,7 @@ impl Outbox {
             g.queue.len(),
             g.bytes
         );
-        SLOW_CONSUMERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::get().outbox_overflows.inc();
         clear(&mut g);
         let ev = disconnect_event(close::SLOW_CONSUMER, "slow consumer");
         g.bytes += ev.len();

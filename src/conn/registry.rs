@@ -178,7 +178,7 @@ impl Registry {
             );
             for c in &batch {
                 if c.outbox.heartbeat(now, timeout) == Beat::TimedOut {
-                    log::debug!("connection {} timed out", c.id);
+                    log::debug!(session = c.id; "session {} timed out", c.id);
                     closed += 1;
                 }
             }

@@ -20,6 +20,11 @@ use crate::{
     state::AppState,
 };
 
+/// The routes of the private metrics listener (`metrics_bind`).
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(health::metrics_private));
+}
+
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws::upgrade))

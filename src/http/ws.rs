@@ -17,9 +17,10 @@ use crate::{
     auth::{credential, Identity},
     conn::outbox::Outbox,
     error::AppError,
+    metrics::{self, Limit},
     protocol::SUBPROTOCOL,
     session::Session,
-    state::{AppState, Metrics},
+    state::AppState,
 };
 
 /// Raw socket of a connection, captured at accept time (see `startup`).
@@ -94,7 +95,7 @@ pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     }
     let client = state.client_addr(&req);
     if !state.handshakes.take(&client) {
-        Metrics::inc(&state.metrics.rate_limited);
+        metrics::get().rate_limited(Limit::Handshakes);
         return Err(AppError::rate_limited(
             "too many connection attempts from this address, try later",
         ));
@@ -118,12 +119,12 @@ pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     if let Some((who, _)) = &identity {
         let max = s.max_conns_per_user as usize;
         if !who.anonymous && max > 0 && state.chat.hub.registry.connections(&who.user.id).len() >= max {
-            Metrics::inc(&state.metrics.rate_limited);
+            metrics::get().rate_limited(Limit::Connections);
             return Err(AppError::rate_limited("too many connections for this user"));
         }
     }
     let Some(slot) = state.addr_conns.acquire(&client) else {
-        Metrics::inc(&state.metrics.rate_limited);
+        metrics::get().rate_limited(Limit::Connections);
         return Err(AppError::rate_limited("too many connections from this address"));
     };
     let fd = req.conn_data::<ConnFd>().map(|f| f.0);

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 
 use super::{ordering::InOrder, presence::Presence, ShardStats};
-use crate::{channels::Namespace, conn::ConnHandle, protocol::Message};
+use crate::{channels::Namespace, conn::ConnHandle, metrics, protocol::Message};
 
 /// Most frames held for one joining member while its snapshot is read.
 const JOIN_BUFFER_MAX_FRAMES: usize = 2048;
@@ -120,6 +120,7 @@ impl ChannelState {
     pub fn fan_out(&mut self, stats: &mut ShardStats, kind: Kind, frame: &Bytes, skip_user: Option<&str>) -> Vec<u64> {
         let conflate = self.ns.policy().conflate;
         let mut dead = Vec::new();
+        let mut delivered = 0;
         for (id, m) in self.members.iter_mut() {
             if skip_user.is_some_and(|u| *m.conn.user.id == *u) {
                 continue;
@@ -137,14 +138,18 @@ impl ChannelState {
                     } else {
                         m.conn.outbox.push(frame.clone())
                     };
-                    if alive {
-                        stats.frames_out += 1;
-                    } else {
+                    if !alive {
                         dead.push(*id);
+                        continue;
+                    }
+                    stats.frames_out += 1;
+                    if matches!(kind, Kind::Seq(_)) {
+                        delivered += 1;
                     }
                 }
             }
         }
+        metrics::get().messages_out(self.ns, delivered);
         dead
     }
 
@@ -153,6 +158,7 @@ impl ChannelState {
     /// is closed.
     pub fn fan_out_seq(&mut self, stats: &mut ShardStats, frames: &[(i64, Bytes)]) -> Vec<u64> {
         let mut dead = Vec::new();
+        let mut delivered = 0;
         for (id, m) in self.members.iter_mut() {
             match &mut m.state {
                 MemberState::Joining(buf) => {
@@ -163,12 +169,17 @@ impl ChannelState {
                 MemberState::Active { skip_upto } => {
                     if m.conn.outbox.push_seq(frames, *skip_upto) {
                         stats.frames_out += frames.len() as u64;
+                        delivered += match frames.first() {
+                            Some((first, _)) if first > skip_upto => frames.len() as u64,
+                            _ => frames.iter().filter(|(s, _)| s > skip_upto).count() as u64,
+                        };
                     } else {
                         dead.push(*id);
                     }
                 }
             }
         }
+        metrics::get().messages_out(self.ns, delivered);
         dead
     }
 }

@@ -260,7 +260,11 @@ impl Hub {
 /// Commits of one writer batch for one shard, in commit order.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct Committed(pub Vec<Commit>);
+pub struct Committed {
+    pub commits: Vec<Commit>,
+    /// When the batch was committed (for `chat_commit_delivery_seconds`).
+    pub at: std::time::Instant,
+}
 
 /// What the shard did with a [`Subscribe`].
 #[derive(Debug, PartialEq, Eq)]
@@ -358,7 +362,8 @@ pub struct Remote {
     pub ev: BusEvent,
 }
 
-/// Counters for `/metrics`.
+/// The shard's figures, for `/metrics` (its gauges; the counters of `/metrics` are
+/// in [`crate::metrics`]) and the admin console.
 #[derive(ActixMessage)]
 #[rtype(result = "ShardStats")]
 pub struct Stats;
@@ -372,10 +377,10 @@ pub struct Busiest(pub usize);
 pub struct ShardStats {
     pub channels: usize,
     pub subscriptions: usize,
+    /// Messages fanned out (once per message).
     pub messages_out: u64,
+    /// Frames pushed to connection queues.
     pub frames_out: u64,
-    /// Gaps in stored channels given up on (the message was in no storage read).
-    pub gaps_skipped: u64,
 }
 
 #[cfg(test)]

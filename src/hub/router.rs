@@ -17,7 +17,8 @@ use super::{Committed, Hub, Remote};
 use crate::{
     broker::{BusEvent, RemoteHandler},
     error::AppError,
-    storage::writer::{Commit, CommitSink},
+    metrics,
+    storage::writer::{BatchStats, Commit, CommitSink},
 };
 
 impl CommitSink for Hub {
@@ -26,9 +27,15 @@ impl CommitSink for Hub {
     /// acknowledgement); meanwhile new writes queue up in the writer's own bounded
     /// queue and are refused with `unavailable` when it is full.
     fn committed(&mut self, commits: Vec<Commit>) {
+        let at = std::time::Instant::now();
+        let m = metrics::get();
         for c in &commits {
             self.publish(match c {
-                Commit::Message { msg, .. } => BusEvent::Message(msg.into()),
+                Commit::Message { msg, accepted, .. } => {
+                    m.publish_commit
+                        .observe_duration(at.saturating_duration_since(*accepted));
+                    BusEvent::Message(msg.into())
+                }
                 Commit::Edit { edit, .. } => BusEvent::Edit(edit.clone()),
                 Commit::Delete { delete, .. } => BusEvent::Delete(delete.clone()),
             });
@@ -42,11 +49,11 @@ impl CommitSink for Hub {
                 continue;
             }
             let shard = &self.shards[i];
-            let lost = match shard.try_send(Committed(batch)) {
+            let lost = match shard.try_send(Committed { commits: batch, at }) {
                 Ok(()) => None,
                 Err(SendError::Full(msg)) => block_on(shard.send(msg)).err().map(|_| ()),
-                Err(SendError::Closed(Committed(batch))) => {
-                    for c in batch {
+                Err(SendError::Closed(Committed { commits, .. })) => {
+                    for c in commits {
                         fail(c, AppError::unavailable("hub unavailable"));
                     }
                     None
@@ -56,6 +63,12 @@ impl CommitSink for Hub {
                 log::error!("hub shard {i} is gone: committed writes were not fanned out");
             }
         }
+    }
+
+    fn batch_done(&mut self, stats: &BatchStats) {
+        let m = metrics::get();
+        m.write_batch_size.observe(stats.ops as f64);
+        m.write_commit.observe_duration(stats.commit);
     }
 }
 

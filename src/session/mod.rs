@@ -29,8 +29,9 @@ use crate::{
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
     limit::{ConnSlot, Gcra, Rate},
+    metrics::{self, Limit},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
-    state::{AppState, Metrics},
+    state::AppState,
 };
 
 /// How long a closing connection may take to drain its close frame before the socket
@@ -76,7 +77,7 @@ impl Session {
         identity: Option<(Identity, Option<TokenInfo>)>,
         slot: Option<ConnSlot>,
     ) -> Session {
-        let id = state.metrics.conn_id();
+        let id = state.conn_id();
         let (identity, token) = identity.map_or((None, None), |(i, t)| (Some(i), t));
         Session {
             id,
@@ -138,7 +139,7 @@ impl Session {
         }
         let max = self.state.chat.settings.max_conns_per_user as usize;
         if !identity.anonymous && max > 0 && registry.connections(&identity.user.id).len() >= max {
-            Metrics::inc(&self.state.metrics.rate_limited);
+            metrics::get().rate_limited(Limit::Connections);
             return self.close(close::RATE_LIMITED, "too many connections for this user", ctx);
         }
         self.token = token;
@@ -192,7 +193,7 @@ impl Session {
         let req = match Request::parse(text) {
             Ok(r) => r,
             Err((id, e)) => {
-                Metrics::inc(&self.state.metrics.bad_requests);
+                metrics::get().bad_requests.inc();
                 if self.identity.is_none() {
                     return self.close(close::UNAUTHORIZED, "authentication required", ctx);
                 }
@@ -217,7 +218,7 @@ impl Session {
         let (writes, requests) = self.rates();
         let limited = !self.requests.take(requests) || (req.op.is_costly() && !self.writes.take(writes));
         if limited {
-            Metrics::inc(&self.state.metrics.rate_limited);
+            metrics::get().rate_limited(Limit::Requests);
             self.strikes += 1;
             if self.strikes >= MAX_STRIKES {
                 return self.close(close::RATE_LIMITED, "rate limited", ctx);
@@ -258,7 +259,6 @@ impl Session {
                 self.reply(id, Ok(Empty {}));
             }
             Op::Publish(r) => {
-                Metrics::inc(&self.state.metrics.publishes);
                 chat::publish::publish(&c, &who, r, self.ack(id));
             }
             Op::History(r) => self.spawn_reply(id, chat::history::history(c, who, r)),
@@ -347,7 +347,7 @@ impl Actor for Session {
         // or are refused (`try_send`); `do_send` is used only for `OutboxClosed`, once.
         ctx.set_mailbox_capacity(16);
         self.outbox.set_notify(ctx.address().recipient());
-        Metrics::inc(&self.state.metrics.connections_total);
+        metrics::get().connections_accepted.inc();
         if let Some(identity) = self.identity.take() {
             let token = self.token;
             self.authenticated(identity, token, ctx);
@@ -382,7 +382,7 @@ impl Actor for Session {
 impl StreamHandler<Result<Incoming, ReadError>> for Session {
     fn handle(&mut self, item: Result<Incoming, ReadError>, ctx: &mut Self::Context) {
         self.outbox.frame_in();
-        Metrics::inc(&self.state.metrics.frames_in);
+        metrics::get().frames_in.inc();
         match item {
             // UTF-8 checked by the decoder already; this only makes the `&str`.
             Ok(Incoming::Text(b)) => match std::str::from_utf8(&b) {
@@ -408,7 +408,7 @@ impl StreamHandler<Result<Incoming, ReadError>> for Session {
             }
             Err(ReadError::InvalidUtf8) => self.close(close::INVALID_DATA, "invalid UTF-8", ctx),
             Err(ReadError::Protocol(e)) => {
-                log::debug!("session {}: {e}", self.id);
+                log::debug!(session = self.id; "session {}: {e}", self.id);
                 self.close(close::PROTOCOL_ERROR, "protocol error", ctx);
             }
         }

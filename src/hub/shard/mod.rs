@@ -157,10 +157,13 @@ impl Shard {
                     });
                     return;
                 }
-                Next::Read { after, limit } => return self.read(ctx, name.clone(), after, limit),
+                Next::Read { after, limit } => {
+                    crate::metrics::get().gap_fills.inc();
+                    return self.read(ctx, name.clone(), after, limit);
+                }
                 Next::Skipped { from, to } => {
                     log::warn!("{name}: messages {from}..={to} are in no storage read; skipped");
-                    self.stats.gaps_skipped += 1;
+                    crate::metrics::get().gaps_skipped.inc();
                 }
             }
         }
@@ -426,14 +429,15 @@ impl Handler<Committed> for Shard {
         // (one lock and wake-up per member); an edit or delete first flushes them, so it
         // never overtakes the message it refers to.
         let mut touched: Vec<Arc<str>> = Vec::new();
-        for c in msg.0 {
+        let Committed { commits, at } = msg;
+        for c in commits {
             if !matches!(c, Commit::Message { .. }) {
                 for name in touched.drain(..) {
                     self.drain(ctx, &name);
                 }
             }
             match c {
-                Commit::Message { ns, msg: m, ack } => {
+                Commit::Message { ns, msg: m, ack, .. } => {
                     // Durable already: acknowledge before the fan-out, so the ack does
                     // not wait behind a large channel's deliveries.
                     ack.ok(PublishOk {
@@ -460,6 +464,7 @@ impl Handler<Committed> for Shard {
         for name in touched {
             self.drain(ctx, &name);
         }
+        crate::metrics::get().commit_delivery.observe_duration(at.elapsed());
     }
 }
 

@@ -42,23 +42,26 @@ fn conn(id: u64) -> Arc<ConnHandle> {
 }
 
 fn commits(channel: &Channel, seqs: std::ops::RangeInclusive<i64>) -> Committed {
-    Committed(
-        seqs.map(|seq| Commit::Message {
-            ns: Namespace::Room,
-            msg: Message {
-                channel: channel.full.clone(),
-                seq,
-                ts: seq,
-                from: UserRef::new("9", "nine"),
-                data: serde_json::value::RawValue::from_string("{}".into()).unwrap().into(),
-                client_id: None,
-                edited_ts: None,
-                deleted: false,
-            },
-            ack: Ack::None,
-        })
-        .collect(),
-    )
+    Committed {
+        commits: seqs
+            .map(|seq| Commit::Message {
+                ns: Namespace::Room,
+                msg: Message {
+                    channel: channel.full.clone(),
+                    seq,
+                    ts: seq,
+                    from: UserRef::new("9", "nine"),
+                    data: serde_json::value::RawValue::from_string("{}".into()).unwrap().into(),
+                    client_id: None,
+                    edited_ts: None,
+                    deleted: false,
+                },
+                ack: Ack::None,
+                accepted: std::time::Instant::now(),
+            })
+            .collect(),
+        at: std::time::Instant::now(),
+    }
 }
 
 fn snapshot(top: i64) -> JoinSnapshot {

@@ -126,6 +126,8 @@ pub enum Commit {
         ns: Namespace,
         msg: Message,
         ack: Ack<PublishOk>,
+        /// When the writer accepted the publish into its queue.
+        accepted: Instant,
     },
     Edit {
         edit: Edited,
@@ -177,11 +179,14 @@ pub struct BatchStats {
 /// The sending side, shared by every component that writes.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::SyncSender<WriteOp>,
+    tx: mpsc::SyncSender<Queued>,
 }
 
+/// An operation and when the queue accepted it.
+type Queued = (Instant, WriteOp);
+
 /// The receiving side, handed to [`start`].
-pub struct WriterQueue(mpsc::Receiver<WriteOp>);
+pub struct WriterQueue(mpsc::Receiver<Queued>);
 
 /// The writer's bounded queue (`len` operations). The handle can be given out before
 /// the writer thread starts.
@@ -195,10 +200,10 @@ impl WriterHandle {
     /// requester gets `unavailable` (nothing stored); background writes are dropped
     /// with a warning.
     pub fn submit(&self, op: WriteOp) {
-        if let Err(e) = self.tx.try_send(op) {
+        if let Err(e) = self.tx.try_send((Instant::now(), op)) {
             let (op, e) = match e {
-                mpsc::TrySendError::Full(op) => (op, AppError::unavailable("storage is overloaded, try again")),
-                mpsc::TrySendError::Disconnected(op) => (op, AppError::unavailable("storage is shutting down")),
+                mpsc::TrySendError::Full((_, op)) => (op, AppError::unavailable("storage is overloaded, try again")),
+                mpsc::TrySendError::Disconnected((_, op)) => (op, AppError::unavailable("storage is shutting down")),
             };
             op.fail(e);
         }
@@ -208,14 +213,14 @@ impl WriterHandle {
     /// policy: backpressure on the caller (for bulk loads and benchmarks, never on an
     /// async thread); `unavailable` once the writer has stopped.
     pub fn submit_wait(&self, op: WriteOp) {
-        if let Err(mpsc::SendError(op)) = self.tx.send(op) {
+        if let Err(mpsc::SendError((_, op))) = self.tx.send((Instant::now(), op)) {
             op.fail(AppError::unavailable("storage is shutting down"));
         }
     }
 
     /// Asks the writer to finish what is queued and stop (waits for queue space).
     pub fn shutdown(&self) {
-        let _ = self.tx.send(WriteOp::Stop);
+        let _ = self.tx.send((Instant::now(), WriteOp::Stop));
     }
 }
 
@@ -243,19 +248,21 @@ pub fn start(
             let mut stopping = false;
             while let Ok(first) = rx.recv() {
                 let mut batch = Vec::with_capacity(64);
+                let mut accepted = Vec::with_capacity(64);
                 let mut next = Some(first);
-                while let Some(op) = next.take() {
+                while let Some((at, op)) = next.take() {
                     if matches!(op, WriteOp::Stop) {
                         stopping = true;
                         break;
                     }
                     batch.push(op);
+                    accepted.push(at);
                     if batch.len() < w.batch_max {
                         next = rx.try_recv().ok();
                     }
                 }
                 if !batch.is_empty() {
-                    w.commit(batch);
+                    w.commit(batch, accepted);
                 }
                 if stopping {
                     break;
@@ -370,7 +377,8 @@ fn isolatable(e: &diesel::result::Error) -> bool {
 }
 
 impl Writer {
-    fn commit(&mut self, batch: Vec<WriteOp>) {
+    /// Commits `batch`; `accepted` holds when the queue took each of its ops.
+    fn commit(&mut self, batch: Vec<WriteOp>, accepted: Vec<Instant>) {
         let n = batch.len();
         let mut attempt = 0;
         let (result, apply_time, total) = loop {
@@ -405,8 +413,8 @@ impl Writer {
                 // failed statement aborted the whole transaction: the operations are
                 // committed one by one, so only the one at fault fails.
                 log::warn!("write batch of {n} failed ({e}); committing its operations one by one");
-                for op in batch {
-                    self.commit(vec![op]);
+                for (op, at) in batch.into_iter().zip(accepted) {
+                    self.commit(vec![op], vec![at]);
                 }
                 return;
             }
@@ -427,12 +435,13 @@ impl Writer {
         }
         self.known.rooms.extend(learned.rooms.into_iter());
         let mut commits = Vec::with_capacity(n);
-        for (op, effect) in batch.into_iter().zip(effects) {
+        for ((op, effect), accepted) in batch.into_iter().zip(effects).zip(accepted) {
             match (op, effect) {
                 (WriteOp::Append(r), Effect::Stored(msg)) => commits.push(Commit::Message {
                     ns: r.channel.ns,
                     msg,
                     ack: r.ack,
+                    accepted,
                 }),
                 (WriteOp::Append(r), Effect::Duplicate { seq, ts }) => r.ack.ok(PublishOk {
                     seq,
