@@ -452,7 +452,9 @@ fn sweep_idle_feeds(feeds: Arc<Feeds>) {
 /// (1000) for those without a sign of life for `timeout`.
 fn heartbeat(hub: Hub, every: std::time::Duration, timeout: std::time::Duration) {
     actix::spawn(async move {
-        let mut iv = actix_web::rt::time::interval(every);
+        // The first sweep one period after the start, not at once: a connection's
+        // first ping comes `every` after it opened at the earliest.
+        let mut iv = actix_web::rt::time::interval_at(actix_web::rt::time::Instant::now() + every, every);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             iv.tick().await;
