@@ -2,9 +2,11 @@
 // This entry wires the page and opens the chat once logged in (the client and its
 // events). The parts live in ./chat/: state.js (shared state), auth.js (login,
 // register, logout), sidebar.js (rooms, DMs, unread counts, people, room dialogs),
-// messages.js (the open channel's messages), presence.js (members, typing) and
-// composer.js (sending, uploads). They call each other only from event handlers,
-// never while loading, so their imports of each other may go both ways.
+// messages.js (the open channel's messages), presence.js (members, typing),
+// composer.js (sending, uploads), voice.js and video-msg.js (recording voice and
+// video messages), media.js (voice, video and call record rows) and calls.js (the call
+// screen). They call each other only from event handlers, never while loading, so
+// their imports of each other may go both ways.
 import { ChatClient } from './chat-client.js';
 import { whoami, fillIcons, bindConnectionPill, toast } from './common.js';
 import { $, S, otherOfDm } from './chat/state.js';
@@ -13,6 +15,9 @@ import { loadUserCache, learnUser, loadRooms, refreshChannels, toggleSidebar, wi
 import { select, markRead, onMessage, onEdit, onDelete, onReset, wireMessages } from './chat/messages.js';
 import { onTyping, onPresence, renderTyping, wirePresence } from './chat/presence.js';
 import { wireComposer } from './chat/composer.js';
+import { wireVoice } from './chat/voice.js';
+import { wireVideoMessages } from './chat/video-msg.js';
+import { startCalls, wireCalls } from './chat/calls.js';
 
 // ------------------------------------------------------------------ start
 
@@ -46,6 +51,7 @@ async function start(me) {
     if (e.code === 'kicked') showKicked(e.message);
   });
   client.connect().catch(() => {});
+  startCalls(client);
 
   refreshChannels();
   await loadRooms();
@@ -76,6 +82,9 @@ function wire() {
   wirePresence();
   wireComposer();
   wireMessages();
+  wireVoice();
+  wireVideoMessages();
+  wireCalls();
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible' && S.client) { markRead(); refreshChannels(); } });
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {

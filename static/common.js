@@ -228,6 +228,11 @@ const ICONS = {
   whistle: 'M12 8a5 5 0 1 0 5 5V8zM17 8h4v3h-4M10 13h.01',
   fit: 'M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5',
   minus: 'M5 12h14',
+  mic: 'M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM5 11a7 7 0 0 0 14 0M12 18v3',
+  phone: 'M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2',
+  video: 'M3 7h12v10H3zM15 10l6-3v10l-6-3',
+  play: 'M7 4v16l13-8z',
+  pause: 'M7 4h3v16H7zM14 4h3v16h-3z',
 };
 
 /** A small stroke icon (SVG), decorative. */

@@ -266,3 +266,20 @@ fn http_history_and_presence() {
 fn control_characters_are_refused_at_the_edge() {
     control_characters_are_refused_alone(&TestServer::start_default());
 }
+
+#[test]
+fn ice_servers_for_calls() {
+    let s = TestServer::start_default();
+    let a = s.user("alice");
+    let (st, v) = s.get("/api/ice", Some(&a.token));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["ice_servers"], json!([]));
+    assert_eq!(s.get("/api/ice", None).0, 401);
+
+    let servers = r#"[{"urls":"stun:stun.example.org:3478"},{"urls":["turn:turn.example.org"],"username":"u","credential":"pw"}]"#;
+    let s = TestServer::start(Opts::new().env("CHAT_ICE_SERVERS", servers));
+    let a = s.user("alice");
+    let (st, v) = s.get("/api/ice", Some(&a.token));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["ice_servers"], serde_json::from_str::<Value>(servers).unwrap());
+}

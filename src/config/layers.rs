@@ -97,6 +97,12 @@ fn origins(v: &str) -> Option<Value> {
     Some(list.into())
 }
 
+/// A JSON value (`CHAT_ICE_SERVERS`: an array of objects).
+fn json(v: &str) -> Option<Value> {
+    let j: serde_json::Value = serde_json::from_str(v).ok()?;
+    Value::serialize(j).ok()
+}
+
 /// A comma-separated list (empty entries dropped).
 fn list(v: &str) -> Option<Value> {
     let list: Vec<String> = v
@@ -154,6 +160,7 @@ pub(super) const VARS: &[Var] = &[
     var("CHAT_UPLOAD_DIR", "upload_dir", text),
     var("CHAT_VOICE_MAX_S", "voice_max_s", number::<f64>),
     var("CHAT_VIDEO_MESSAGE_MAX_S", "video_message_max_s", number::<f64>),
+    var("CHAT_ICE_SERVERS", "ice_servers", json),
     var("CHAT_UPLOAD_QUOTA_BYTES", "upload_quota_bytes", number::<u64>),
     var("CHAT_UPLOADS_PER_HOUR", "uploads_per_hour", number::<u32>),
     var("CHAT_TRACK_MIN_INTERVAL_S", "track_min_interval_s", number::<f64>),

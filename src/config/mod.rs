@@ -117,6 +117,9 @@ pub struct Settings {
     pub voice_max_s: f64,
     /// Longest video message, seconds.
     pub video_message_max_s: f64,
+    /// ICE servers handed to the browser for calls (`RTCIceServer` objects:
+    /// `urls`, optional `username`, `credential`); empty: host candidates only.
+    pub ice_servers: Vec<serde_json::Value>,
     /// Bytes of uploads one user may keep.
     pub upload_quota_bytes: u64,
     /// Uploads one user may make per hour.
@@ -186,6 +189,7 @@ impl Default for Settings {
             upload_dir: None,
             voice_max_s: 300.0,
             video_message_max_s: 60.0,
+            ice_servers: Vec::new(),
             upload_quota_bytes: 1024 * 1024 * 1024,
             uploads_per_hour: 120,
             track_min_interval_s: 5.0,
@@ -291,6 +295,9 @@ impl Settings {
         pos("ring_timeout_s", self.ring_timeout_s)?;
         pos("voice_max_s", self.voice_max_s)?;
         pos("video_message_max_s", self.video_message_max_s)?;
+        if let Some(bad) = self.ice_servers.iter().find(|s| !ice_server_ok(s)) {
+            return Err(sources.bad_value("ice_servers", bad.to_string()));
+        }
         if self.max_message_bytes < 64 {
             return Err(sources.bad_value("max_message_bytes", self.max_message_bytes.to_string()));
         }
@@ -384,5 +391,19 @@ impl Settings {
         } else {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         }
+    }
+}
+
+/// An `RTCIceServer`: an object whose `urls` is a `stun:`/`turn:`/`turns:` URL or a
+/// non-empty list of them.
+fn ice_server_ok(v: &serde_json::Value) -> bool {
+    let url_ok = |u: &serde_json::Value| {
+        u.as_str()
+            .is_some_and(|u| ["stun:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)))
+    };
+    match v.get("urls") {
+        Some(serde_json::Value::Array(list)) => !list.is_empty() && list.iter().all(url_ok),
+        Some(u) => url_ok(u),
+        None => false,
     }
 }

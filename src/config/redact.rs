@@ -25,8 +25,18 @@ fn hide(key: &str, v: Value) -> Value {
     match (key, v) {
         ("jwt_secret" | "cluster_secret", Value::String(s)) => Value::String(format!("(hidden, {} bytes)", s.len())),
         ("database_url" | "redis_url", Value::String(u)) => Value::String(mask_url_password(&u)),
+        ("ice_servers", Value::Array(list)) => Value::Array(list.into_iter().map(hide_credential).collect()),
         (_, v) => v,
     }
+}
+
+/// A TURN server's `credential` replaced by its length.
+fn hide_credential(mut server: Value) -> Value {
+    if let Some(Value::String(c)) = server.get("credential") {
+        let hidden = format!("(hidden, {} bytes)", c.len());
+        server["credential"] = Value::String(hidden);
+    }
+    server
 }
 
 /// `scheme://user:secret@host/...` → `scheme://user:***@host/...`.

@@ -144,6 +144,7 @@ fn sample(key: &str) -> &'static str {
         "trusted_proxies" => "10.0.0.0/8",
         "allow_anonymous" | "demo" | "cookie_secure" => "true",
         "reply_max_bytes" => "100000",
+        "ice_servers" => r#"[{"urls":"stun:a.example:3478"}]"#,
         _ => "100",
     }
 }
@@ -310,6 +311,28 @@ fn short_secrets_are_refused_without_showing_them() {
         assert!(!shown.contains("short-secret"), "the secret was shown: {shown}");
     }
     assert!(from_env(&[("CHAT_JWT_SECRET", &"k".repeat(32))]).is_ok());
+}
+
+#[test]
+fn ice_servers_from_json() {
+    let (s, _) = Settings::layered(
+        None,
+        env(&[("CHAT_ICE_SERVERS", r#"[{"urls":["stun:a.example:3478"]}]"#)]),
+    )
+    .unwrap();
+    assert_eq!(s.ice_servers, vec![serde_json::json!({"urls":["stun:a.example:3478"]})]);
+    assert!(Settings::layered(None, env(&[("CHAT_ICE_SERVERS", "not json")])).is_err());
+    assert!(Settings::layered(None, env(&[("CHAT_ICE_SERVERS", r#"[{"urls":"http://x"}]"#)])).is_err());
+    assert!(Settings::layered(None, env(&[("CHAT_ICE_SERVERS", "[]")]))
+        .unwrap()
+        .0
+        .ice_servers
+        .is_empty());
+    let shown = Settings {
+        ice_servers: vec![serde_json::json!({"urls":"turn:t","credential":"pw"})],
+        ..Settings::default()
+    };
+    assert_eq!(shown.redacted()["ice_servers"][0]["credential"], "(hidden, 2 bytes)");
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout))
         .route("/password", web::post().to(change_password))
         .route("/me", web::get().to(me))
+        .route("/ice", web::get().to(ice))
         .route("/rooms", web::get().to(list_rooms))
         .route("/rooms", web::post().to(create_room))
         .route("/rooms/{name}/members", web::post().to(add_member))
@@ -115,6 +116,11 @@ async fn change_password(
 
 async fn me(Caller(who): Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "user": { "id": who.user.id, "name": who.user.name, "role": who.role.as_str() } }))
+}
+
+/// ICE servers for calls (setting `ice_servers`), for `RTCPeerConnection`.
+async fn ice(state: web::Data<AppState>, Caller(_who): Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "ice_servers": state.chat.settings.ice_servers }))
 }
 
 async fn list_rooms(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {

@@ -14,7 +14,8 @@ function send(text) {
   publish(channel, data);
 }
 
-function publish(channel, data) {
+/** Publish `data` into `channel`, shown as pending until acknowledged. */
+export function publish(channel, data) {
   const v = getView(channel);
   const p = S.client.publish(channel, data);
   const clientId = p.clientId;

@@ -8,6 +8,8 @@ import {
 import { $, S, otherOfDm, channelTitle } from './state.js';
 import { learnUser, renderSidebar, toggleSidebar } from './sidebar.js';
 import { renderMembers, renderTyping } from './presence.js';
+import { renderVoice, renderVideo, renderCall } from './media.js';
+import { updateCallButtons } from './calls.js';
 
 const HISTORY_PAGE = 50;
 const GROUP_MS = 5 * 60 * 1000;
@@ -74,6 +76,7 @@ export async function select(channel) {
   const room = S.rooms.get(channel);
   $('chan-sub').textContent = channel.startsWith('dm:') ? 'Direct message' : room && room.private ? 'Private room' : 'Public room';
   $('invite-btn').classList.toggle('hidden', !(room && room.private));
+  updateCallButtons();
   $('composer-input').disabled = false;
   $('send-btn').disabled = false;
   $('composer-input').placeholder = `Message ${channelTitle(channel)}`;
@@ -131,9 +134,13 @@ function renderContent(m) {
         onload: (e) => { const box = $('messages'); if (box.scrollHeight - box.scrollTop - box.clientHeight < e.target.clientHeight + 80) scrollToBottom(); },
         onclick: () => openLightbox(url, d.name), onkeydown: (e) => { if (e.key === 'Enter') openLightbox(url, d.name); },
       });
+    case 'call':
+      return renderCall(m);
     case 'audio':
     case 'video':
       if (!url) break;
+      if (d.type === 'audio' && d.duration_ms) return renderVoice(d, url);
+      if (d.type === 'video' && d.duration_ms) return renderVideo(d, url);
       return h('div', null, h(d.type, { class: 'msg-media', src: url, controls: true, preload: 'metadata' }),
         h('div', { class: 'small muted' }, String(d.name || '')));
     case 'file':

@@ -94,12 +94,17 @@ function stopProc(proc) {
   });
 }
 
-export function launchBrowser() {
+/** Chromium; `media: true` adds a fake camera and microphone (a test pattern and a
+ *  beep) that need no permission prompt, and lets WebRTC connect over loopback. */
+export function launchBrowser({ media = false } = {}) {
+  const extra = media
+    ? ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required']
+    : [];
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extra],
   });
 }
 
