@@ -2,7 +2,7 @@
 # Shared by bench/run.sh and bench/large.sh (sourced): builds, server start/stop, `run`.
 # Needs: set -euo pipefail in the caller. Sets ROOT, OUT, RESULTS, LG, SERVER, BARE, SECRET.
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)  # this file is in bench/
 BARE_DIR=${BARE_DIR:-$(cd "$ROOT/../shared/bench/bare-broadcast" 2>/dev/null && pwd || echo /work/shared/bench/bare-broadcast)}
 THREADS=${THREADS:-2}
 SRC_IPS=${SRC_IPS:-1}

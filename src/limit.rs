@@ -1,10 +1,14 @@
-//! Rate limits, as GCRA limiters of the `governor` crate: [`Limiter`] for one
-//! connection's requests and writes, [`KeyedLimiter`] per client address or account
-//! name for the account endpoints.
+//! Rate limits (GCRA): [`Gcra`], eight bytes of state for one connection's requests
+//! or writes at a shared [`Rate`]; [`KeyedLimiter`] (the `governor` crate) per client
+//! address or account name for the account endpoints.
 
-use std::{num::NonZeroU32, sync::OnceLock, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
-use governor::{clock::DefaultClock, DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{clock::DefaultClock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// One clock for every limiter. Creating a clock probes the CPU (CPUID, which a
 /// virtual machine traps): per connection that showed in join-storm profiles.
@@ -27,18 +31,46 @@ fn quota(per_second: f64, burst: f64) -> Quota {
         .allow_burst(burst)
 }
 
-/// One limiter (a connection's requests, or its writes).
-pub struct Limiter(DefaultDirectRateLimiter);
+/// `per_second` events a second in bursts of up to `burst`, as GCRA parameters in
+/// nanoseconds: the interval between events and the tolerance ahead of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    interval: u64,
+    tolerance: u64,
+}
 
-impl Limiter {
-    /// `per_second` events a second, in bursts of up to `burst`.
-    pub fn new(per_second: f64, burst: f64) -> Limiter {
-        Limiter(RateLimiter::direct_with_clock(quota(per_second, burst), clock()))
+impl Rate {
+    pub fn new(per_second: f64, burst: f64) -> Rate {
+        let per_second = if per_second.is_finite() && per_second > 0.0 {
+            per_second
+        } else {
+            1.0
+        };
+        let interval = (1e9 / per_second).clamp(1.0, u64::MAX as f64 / 4.0) as u64;
+        let burst = burst.clamp(1.0, u32::MAX as f64) as u64;
+        Rate {
+            interval,
+            tolerance: interval.saturating_mul(burst - 1),
+        }
     }
+}
 
-    /// Takes one event; false when over the limit.
-    pub fn take(&self) -> bool {
-        self.0.check().is_ok()
+/// One limiter's state (a connection's requests, or its writes): the theoretical
+/// arrival time of the next event, in nanoseconds since the process's first use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gcra(u64);
+
+impl Gcra {
+    /// Takes one event at `rate`; false (taking nothing) when over the limit.
+    pub fn take(&mut self, rate: Rate) -> bool {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+        let tat = self.0.max(now);
+        if tat - now > rate.tolerance {
+            return false;
+        }
+        self.0 = tat + rate.interval;
+        true
     }
 }
 
@@ -159,10 +191,11 @@ mod tests {
     }
 
     #[test]
-    fn direct_limit_allows_the_burst() {
-        let l = Limiter::new(5.0, 10.0);
-        let ok = (0..50).filter(|_| l.take()).count();
+    fn gcra_allows_the_burst() {
+        let (mut l, rate) = (Gcra::default(), Rate::new(5.0, 10.0));
+        let ok = (0..50).filter(|_| l.take(rate)).count();
         assert!((10..=11).contains(&ok), "{ok}");
+        assert_eq!(std::mem::size_of::<Gcra>(), 8);
     }
 
     #[test]

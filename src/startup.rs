@@ -10,8 +10,16 @@ use std::{
     thread::JoinHandle,
 };
 
+use std::{rc::Rc, time::Duration};
+
 use actix::Arbiter;
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory};
+use actix_web::{
+    dev::{AppConfig, Server},
+    rt::net::TcpStream,
+    web, App, HttpServer,
+};
 
 use crate::{
     auth::{load_or_create_secret, Auth, PasswordWork},
@@ -214,47 +222,8 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
-        let json_limit = (4 << 20).max(settings.max_message_bytes * 2);
         end_stale_calls(state.chat.clone());
-        let app_state = web::Data::new(state.clone());
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(json_limit)
-                        .error_handler(http::json_error),
-                )
-                .app_data(web::QueryConfig::default().error_handler(http::query_error))
-                .app_data(web::PathConfig::default().error_handler(http::path_error))
-                .wrap(
-                    // The query string can hold a token: log the path only.
-                    actix_web::middleware::Logger::new("%a \"%{req}xi\" %s %b %Dms")
-                        .custom_request_replace("req", |r| format!("{} {}", r.method(), r.path()))
-                        .exclude("/healthz")
-                        .log_target("http"),
-                )
-                .configure(http::routes)
-        })
-        .on_connect(|conn, ext| {
-            #[cfg(unix)]
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                use std::os::unix::io::AsRawFd;
-                let _ = tcp.set_nodelay(true);
-                ext.insert(ConnFd(tcp.as_raw_fd()));
-            }
-        })
-        .backlog(4096)
-        .max_connections(100_000)
-        .shutdown_timeout(5)
-        .disable_signals();
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
-            .run();
+        let server = serve(listener, addr, state.clone(), &settings)?;
         storage::retention::start(
             state.chat.db.clone(),
             storage::retention::RetentionConfig {
@@ -268,7 +237,8 @@ impl Application {
             Some(addr) => Some(metrics_server(addr, &state).map_err(|e| StartError::Bind(addr.to_string(), e))?),
             None => None,
         };
-        release_memory_after_disconnects(state.chat.hub.clone());
+        release_free_memory(state.chat.hub.clone());
+        heartbeat(state.chat.hub.clone(), settings.heartbeat(), settings.client_timeout());
         sweep_idle_feeds(state.chat.feeds.clone());
         let demo_stop = Arc::new(AtomicBool::new(false));
         if settings.demo {
@@ -320,6 +290,12 @@ impl Application {
         for conn in state.chat.hub.registry.all() {
             conn.outbox.close(close::GOING_AWAY, "server shutting down", true);
         }
+        // WebSocket connections are not the HTTP server's once upgraded: wait (5 s at
+        // most, as for HTTP) for their close frames to go out.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while http::upgrade::open_connections() > 0 && std::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
         handle.stop(true).await;
         let _ = serve.await;
         if let Some((handle, serve)) = metrics {
@@ -339,6 +315,98 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The HTTP server. Requests that ask for a WebSocket upgrade leave the h1 dispatcher
+/// with their socket ([`http::upgrade`]); the others are served by the same
+/// application through it.
+fn serve(
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    settings: &Settings,
+) -> Result<Server, StartError> {
+    let json_limit = (4 << 20).max(settings.max_message_bytes * 2);
+    let app_state = web::Data::new(state);
+    let app = move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .error_handler(http::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(http::query_error))
+            .app_data(web::PathConfig::default().error_handler(http::path_error))
+            .wrap(
+                // The query string can hold a token: log the path only.
+                actix_web::middleware::Logger::new("%a \"%{req}xi\" %s %b %Dms")
+                    .custom_request_replace("req", |r| format!("{} {}", r.method(), r.path()))
+                    .exclude("/healthz")
+                    .log_target("http"),
+            )
+            .configure(http::routes)
+    };
+    let host = addr.to_string();
+    let config = move || AppConfig::__priv_test_new(false, host.clone(), addr);
+    let mut builder = actix_server::Server::build()
+        .backlog(4096)
+        // Above the WebSocket bound per worker (`http::upgrade`), which answers 503.
+        .max_concurrent_connections(http::upgrade::MAX_WS_PER_WORKER + 10_000)
+        .shutdown_timeout(5)
+        .disable_signals()
+        // Blocking work is storage (no more at once than its pool's connections),
+        // password hashing (a permit per core but one) and upload files; actix's
+        // default of 512 threads per worker only costs stacks. Beyond the bound, work
+        // waits in tokio's queue of blocking tasks (each caller awaits its own).
+        .worker_max_blocking_threads(
+            settings.db_pool_size as usize + std::thread::available_parallelism().map_or(1, |n| n.get()) + 2,
+        );
+    if settings.workers > 0 {
+        builder = builder.workers(settings.workers);
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let bind_err = |e| StartError::Bind(settings.bind.clone(), e);
+    let builder = builder
+        .listen("chat", listener, move || {
+            let shutdown = shutdown.clone();
+            let (app, config) = (app.clone(), config.clone());
+            let upgrade = {
+                let (app, config) = (app.clone(), config.clone());
+                fn_factory(move || {
+                    let factory = app().into_factory();
+                    let config = config();
+                    async move {
+                        let svc = Rc::new(factory.new_service(config).await?);
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            http::upgrade::serve(svc.clone(), req, framed)
+                        }))
+                    }
+                })
+            };
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .on_connect_ext(|tcp: &TcpStream, ext| {
+                    let _ = tcp.set_nodelay(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::io::AsRawFd;
+                        ext.insert(ConnFd(tcp.as_raw_fd()));
+                    }
+                })
+                .upgrade(upgrade)
+                .finish(map_config(app(), move |_| config()))
+                .tcp()
+        })
+        .map_err(bind_err)?;
+    Ok(builder.run())
 }
 
 /// A small HTTP server of its own for `/metrics` on `addr` (one worker).
@@ -389,22 +457,45 @@ fn sweep_idle_feeds(feeds: Arc<Feeds>) {
     });
 }
 
+/// Every `every`, one heartbeat sweep over all connections: a ping each, and close
+/// (1000) for those without a sign of life for `timeout`.
+fn heartbeat(hub: Hub, every: std::time::Duration, timeout: std::time::Duration) {
+    actix::spawn(async move {
+        // The first sweep one period after the start, not at once: a connection's
+        // first ping comes `every` after it opened at the earliest.
+        let mut iv = actix_web::rt::time::interval_at(actix_web::rt::time::Instant::now() + every, every);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let closed = hub.registry.heartbeat(timeout);
+            if closed > 0 {
+                log::debug!("heartbeat: closed {closed} connections without a sign of life");
+            }
+        }
+    });
+}
+
 /// glibc keeps freed heap in its arenas: after thousands of connections close, the
-/// process would stay at its peak size. Every 10 s, when the number of connections is
-/// 1000 or more below its peak of the last 10 s, hand the free memory back.
-fn release_memory_after_disconnects(hub: Hub) {
+/// process would stay at its peak size, and the transient memory of a join storm
+/// (handshakes, snapshots, presence batches) stays behind the connections it brought.
+/// Every 10 s, hand the free memory back when the number of connections is 1000 or
+/// more below its peak of the last 10 s, or 1000 or more away from where it was at the
+/// last release (a burst of connects that has settled).
+fn release_free_memory(hub: Hub) {
     actix::spawn(async move {
         let mut iv = actix_web::rt::time::interval(std::time::Duration::from_secs(10));
+        let mut at_last = 0usize;
         loop {
             iv.tick().await;
             let (peak, now) = hub.registry.take_high_water();
-            if peak >= now + 1000 {
+            if peak >= now + 1000 || now.abs_diff(at_last) >= 1000 {
                 #[cfg(all(target_os = "linux", target_env = "gnu"))]
                 // SAFETY: malloc_trim only releases free memory; it is thread-safe.
                 unsafe {
                     libc::malloc_trim(0);
                 }
-                log::debug!("released free memory after {} disconnects", peak - now);
+                log::debug!("released free memory ({peak} connections at the peak, {now} now)");
+                at_last = now;
             }
         }
     });

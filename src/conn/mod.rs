@@ -5,6 +5,7 @@
 //!   the response body that drains it at the client's pace.
 //! * [`registry`] – [`ConnHandle`] (id, user, outbox) and the user → connections
 //!   registry used for per-user delivery (`signal`) and shutdown.
+//! * [`writer`] – drains the outbox into the socket of an upgraded connection.
 //! * [`ack`] – where the outcome of a request goes: a WebSocket reply frame queued on
 //!   the connection, a waiting HTTP handler, or nobody.
 //!
@@ -14,6 +15,7 @@
 pub mod ack;
 pub mod outbox;
 pub mod registry;
+pub mod writer;
 
 pub use ack::{Ack, Pending};
 pub use outbox::Outbox;

@@ -1,8 +1,8 @@
-//! The bounded outbound queue of one connection, and the response body that drains it.
+//! The bounded outbound queue of one connection.
 //!
 //! Hub shards, the writer and the session push already-serialized frames ([`Bytes`]
-//! shared by every recipient) into the [`Outbox`]; the HTTP dispatcher pulls them
-//! through [`OutboundBody`] only when the socket can take more, so a client that
+//! shared by every recipient) into the [`Outbox`]; the connection's socket writer
+//! ([`super::writer`]) pulls them only when the socket can take more, so a client that
 //! stops reading stops the pulling, never the pushers.
 //!
 //! Overflow policy: frames of conflatable channels (feeds that carry state) keep one
@@ -12,14 +12,13 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
+    time::{Duration, Instant},
 };
 
 use actix::Recipient;
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
-use actix_web::body::{BodySize, MessageBody};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{close, disconnect_event};
@@ -29,7 +28,7 @@ use crate::protocol::{close, disconnect_event};
 #[rtype(result = "()")]
 pub struct OutboxClosed;
 
-/// Most bytes handed to the dispatcher in one chunk.
+/// Most bytes handed to the socket writer in one chunk.
 const CHUNK: usize = 64 * 1024;
 
 enum Item {
@@ -49,9 +48,9 @@ struct Inner {
     /// Set once the connection is closing: code and reason of the close frame.
     closing: Option<(u16, String)>,
     close_sent: bool,
-    /// The dispatcher waiting for frames.
+    /// The socket writer waiting for frames.
     waker: Option<Waker>,
-    /// The body is still owned by the HTTP dispatcher (the socket is open).
+    /// The socket writer still runs (the socket is open).
     transport_alive: bool,
     /// Raw socket, to cut a connection that never drains its close frame.
     fd: Option<i32>,
@@ -59,6 +58,32 @@ struct Inner {
     notify: Option<Recipient<OutboxClosed>>,
     /// Frames dropped or replaced by conflation (observability).
     conflated_count: u64,
+    /// Signs of life of the client, read by the heartbeat sweep.
+    life: Life,
+}
+
+/// What the heartbeat sweep knows of a connection's client (see [`Outbox::heartbeat`]).
+#[derive(Default)]
+struct Life {
+    /// Frames received from the client (any kind, pong included).
+    frames_in: u64,
+    /// Bytes of text frames the transport took from the queue.
+    taken: u64,
+    /// Both counters and the kernel send queue (SIOCOUTQ) at the last sweep.
+    seen_frames_in: u64,
+    seen_taken: u64,
+    seen_unacked: Option<u32>,
+    /// When the last sign of life was observed (`None`: not swept yet).
+    last: Option<Instant>,
+}
+
+/// The outcome of one heartbeat check of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Alive (or already closing): a ping was queued when it is open.
+    Alive,
+    /// No sign of life for the client timeout: closing with 1000.
+    TimedOut,
 }
 
 /// One connection's bounded queue. Cheap to share: `Arc<Outbox>`.
@@ -164,13 +189,47 @@ impl Outbox {
         true
     }
 
-    /// Queues a ping (ahead of text).
-    pub fn ping(&self, payload: Bytes) {
+    /// A frame arrived from the client (a sign of life).
+    pub fn frame_in(&self) {
+        self.lock().life.frames_in += 1;
+    }
+
+    /// One heartbeat: a sign of life since the last check is any frame from the client
+    /// (pong included), the transport taking queued text, or the kernel send queue of
+    /// the socket shrinking (the client's TCP stack acknowledged data that was waiting
+    /// for it). Without one for `timeout`, the connection is closed with 1000 and the
+    /// session told; otherwise a ping is queued. Our own pings are not counted as taken
+    /// data, so an idle client that never answers them times out.
+    pub fn heartbeat(&self, now: Instant, timeout: Duration) -> Beat {
         let mut g = self.lock();
-        if g.closing.is_none() && g.control.len() < 8 {
-            g.control.push_back((OpCode::Ping, payload));
+        if g.closing.is_some() {
+            return Beat::Alive;
+        }
+        let unacked = g.fd.and_then(unacked_bytes);
+        let l = &mut g.life;
+        let acked = matches!((l.seen_unacked, unacked), (Some(before), Some(now)) if now < before);
+        let progress = acked || l.frames_in != l.seen_frames_in || l.taken != l.seen_taken;
+        (l.seen_frames_in, l.seen_taken, l.seen_unacked) = (l.frames_in, l.taken, unacked);
+        let last = match l.last {
+            Some(last) if !progress => last,
+            _ => {
+                l.last = Some(now);
+                now
+            }
+        };
+        if now.saturating_duration_since(last) >= timeout {
+            g.closing = Some((close::NORMAL, "heartbeat timeout".into()));
+            wake(&mut g);
+            let notify = g.notify.take();
+            drop(g);
+            notify_closed(notify);
+            return Beat::TimedOut;
+        }
+        if g.control.len() < 8 {
+            g.control.push_back((OpCode::Ping, Bytes::new()));
             wake(&mut g);
         }
+        Beat::Alive
     }
 
     /// Answers a client ping. When pongs pile up (a ping flood), the oldest pending one
@@ -256,8 +315,8 @@ impl Outbox {
     }
 
     /// Cuts the socket when the close frame could not be delivered in time (the client
-    /// stopped reading). Safe: only while the dispatcher still owns the socket, and
-    /// called on the same thread that runs the dispatcher.
+    /// stopped reading). Safe: only while the socket writer still holds the socket
+    /// (`fd` is cleared under the lock before it lets the socket go).
     pub fn force_close(&self) {
         let g = self.lock();
         if g.transport_alive {
@@ -272,8 +331,8 @@ impl Outbox {
         }
     }
 
-    /// Called when the dispatcher drops the body.
-    fn transport_gone(&self) {
+    /// Called by the socket writer when it ends (the socket is being released).
+    pub fn transport_gone(&self) {
         let mut g = self.lock();
         g.transport_alive = false;
         g.fd = None;
@@ -286,8 +345,8 @@ impl Outbox {
         notify_closed(notify);
     }
 
-    /// Encodes what is ready into one chunk.
-    fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// Encodes what is ready into one chunk (`None`: the close frame is out).
+    pub fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut g = self.lock();
         if g.close_sent {
             return Poll::Ready(None);
@@ -306,6 +365,7 @@ impl Outbox {
                 },
             };
             g.bytes -= frame.len();
+            g.life.taken += frame.len() as u64;
             if out.is_empty() {
                 out.reserve(frame.len().max(CHUNK.min(g.bytes + frame.len())) + 14);
             }
@@ -321,6 +381,7 @@ impl Outbox {
                 g.close_sent = true;
             }
         }
+        release_idle(&mut g);
         if out.is_empty() {
             g.waker = Some(cx.waker().clone());
             return Poll::Pending;
@@ -338,39 +399,48 @@ fn notify_closed(notify: Option<Recipient<OutboxClosed>>) {
     }
 }
 
+/// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ).
+fn unacked_bytes(fd: i32) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one int; `fd` is the live socket of this
+        // connection (the caller holds the outbox lock, and `fd` is cleared under it
+        // before the socket is released).
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        (r == 0 && n >= 0).then_some(n as u32)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 fn wake(g: &mut Inner) {
     if let Some(w) = g.waker.take() {
         w.wake();
     }
 }
 
+/// Frees the queues' memory once they are empty: most connections are idle most of the
+/// time, and a burst should not leave its high-water capacity behind.
+fn release_idle(g: &mut Inner) {
+    if g.queue.is_empty() && g.queue.capacity() > 0 {
+        g.queue = VecDeque::new();
+    }
+    if g.control.is_empty() && g.control.capacity() > 0 {
+        g.control = VecDeque::new();
+    }
+    if g.conflated.is_empty() && g.conflated.capacity() > 0 {
+        g.conflated = HashMap::new();
+    }
+}
+
 fn clear(g: &mut Inner) {
-    g.queue.clear();
-    g.conflated.clear();
+    g.queue = VecDeque::new();
+    g.conflated = HashMap::new();
     g.bytes = 0;
-}
-
-/// The WebSocket response body: pulls encoded frames from the outbox.
-pub struct OutboundBody {
-    pub outbox: Arc<Outbox>,
-}
-
-impl MessageBody for OutboundBody {
-    type Error = std::io::Error;
-
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        self.outbox.poll_chunk(cx).map(|o| o.map(Ok))
-    }
-}
-
-impl Drop for OutboundBody {
-    fn drop(&mut self) {
-        self.outbox.transport_gone();
-    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, RwLock,
     },
+    time::{Duration, Instant},
 };
 
-use super::Outbox;
+use super::{outbox::Beat, Outbox};
 use crate::protocol::{close, UserRef};
 
 /// One WebSocket connection as the hub and the use cases see it.
@@ -23,7 +24,46 @@ pub struct ConnHandle {
     pub token_ver: u32,
 }
 
-type UserConns = HashMap<Arc<str>, Vec<Arc<ConnHandle>>>;
+/// One user's connections: almost always one, held without a vector.
+enum Conns {
+    One(Arc<ConnHandle>),
+    Many(Vec<Arc<ConnHandle>>),
+}
+
+impl Conns {
+    fn as_slice(&self) -> &[Arc<ConnHandle>] {
+        match self {
+            Conns::One(c) => std::slice::from_ref(c),
+            Conns::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, conn: Arc<ConnHandle>) {
+        match self {
+            Conns::One(c) => *self = Conns::Many(vec![c.clone(), conn]),
+            Conns::Many(v) => v.push(conn),
+        }
+    }
+
+    /// Removes connection `id`: (was it there, is the user left with none).
+    fn remove(&mut self, id: u64) -> (bool, bool) {
+        match self {
+            Conns::One(c) => (c.id == id, c.id == id),
+            Conns::Many(v) => {
+                let before = v.len();
+                v.retain(|c| c.id != id);
+                let (removed, empty) = (v.len() < before, v.is_empty());
+                if v.len() == 1 {
+                    let one = v[0].clone();
+                    *self = Conns::One(one);
+                }
+                (removed, empty)
+            }
+        }
+    }
+}
+
+type UserConns = HashMap<Arc<str>, Conns>;
 
 /// Registry buckets (locks), so that connects and disconnects of different users
 /// rarely contend.
@@ -50,20 +90,24 @@ impl Registry {
 
     pub fn add(&self, conn: Arc<ConnHandle>) {
         let mut b = self.bucket(&conn.user.id).write().unwrap_or_else(|p| p.into_inner());
-        b.entry(conn.user.id.clone()).or_default().push(conn);
+        match b.get_mut(&conn.user.id) {
+            Some(conns) => conns.push(conn),
+            None => {
+                b.insert(conn.user.id.clone(), Conns::One(conn));
+            }
+        }
         let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
         self.high.fetch_max(live, Ordering::Relaxed);
     }
 
     pub fn remove(&self, user: &str, conn_id: u64) {
         let mut b = self.bucket(user).write().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = b.get_mut(user) {
-            let before = v.len();
-            v.retain(|c| c.id != conn_id);
-            if v.len() < before {
+        if let Some(conns) = b.get_mut(user) {
+            let (removed, none_left) = conns.remove(conn_id);
+            if removed {
                 self.live.fetch_sub(1, Ordering::Relaxed);
             }
-            if v.is_empty() {
+            if none_left {
                 b.remove(user);
             }
         }
@@ -78,7 +122,7 @@ impl Registry {
 
     pub fn connections(&self, user: &str) -> Vec<Arc<ConnHandle>> {
         let b = self.bucket(user).read().unwrap_or_else(|p| p.into_inner());
-        b.get(user).cloned().unwrap_or_default()
+        b.get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default()
     }
 
     /// Closes the user's connections that authenticated with a token older than
@@ -109,10 +153,37 @@ impl Registry {
             .iter()
             .flat_map(|b| {
                 b.read()
-                    .map(|m| m.values().flatten().cloned().collect::<Vec<_>>())
+                    .map(|m| m.values().flat_map(Conns::as_slice).cloned().collect::<Vec<_>>())
                     .unwrap_or_default()
             })
             .collect()
+    }
+
+    /// One heartbeat of every live connection (see [`Outbox::heartbeat`]): pings the
+    /// live ones and closes those without a sign of life for `timeout`. Returns how
+    /// many were closed. Each bucket is copied out first, so no connection's lock is
+    /// taken under a registry lock.
+    pub fn heartbeat(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
+        let mut closed = 0;
+        let mut batch: Vec<Arc<ConnHandle>> = Vec::new();
+        for b in &self.buckets {
+            batch.clear();
+            batch.extend(
+                b.read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .flat_map(Conns::as_slice)
+                    .cloned(),
+            );
+            for c in &batch {
+                if c.outbox.heartbeat(now, timeout) == Beat::TimedOut {
+                    log::debug!(session = c.id; "session {} timed out", c.id);
+                    closed += 1;
+                }
+            }
+        }
+        closed
     }
 
     /// Users with at least one live connection.

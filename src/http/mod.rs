@@ -6,6 +6,7 @@ pub mod api;
 pub mod feeds;
 pub mod health;
 pub mod pages;
+pub mod upgrade;
 pub mod uploads;
 pub mod ws;
 

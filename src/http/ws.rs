@@ -1,28 +1,44 @@
-//! `GET /ws`: origin and credential checks, the upgrade, and the session actor.
+//! `GET /ws`: origin and credential checks and the 101 answer. The socket itself is
+//! handed to the session by the upgrade service ([`super::upgrade`]), which runs this
+//! handler and finds a [`Handover`] in the 101 response.
 
-use actix::{Actor, AsyncContext};
+use std::sync::Arc;
+
 use actix_http::ws::{hash_key, verify_handshake, HandshakeError};
 use actix_web::{
     http::{
         header::{self, HeaderValue},
         StatusCode,
     },
-    web, HttpRequest, HttpResponse, ResponseError,
+    web, HttpMessage, HttpRequest, HttpResponse, ResponseError,
 };
 
 use crate::{
     auth::{credential, Identity},
-    conn::outbox::{OutboundBody, Outbox},
+    conn::outbox::Outbox,
     error::AppError,
     metrics::{self, Limit},
     protocol::SUBPROTOCOL,
-    session::{transport::FrameReader, Session},
+    session::Session,
     state::AppState,
 };
 
 /// Raw socket of a connection, captured at accept time (see `startup`).
 #[derive(Clone, Copy)]
 pub struct ConnFd(pub i32);
+
+/// Set by the upgrade service on the requests it runs: only those can take the socket
+/// over (a handshake that reached the ordinary HTTP path is refused).
+#[derive(Clone, Copy)]
+pub struct ViaUpgrade;
+
+/// What the upgrade service needs to run the connection once the 101 is written.
+pub struct Handover {
+    pub session: Session,
+    pub outbox: Arc<Outbox>,
+    /// Largest frame or message accepted from the client.
+    pub max_frame: usize,
+}
 
 /// Is the request's `Origin` (when present) allowed?
 fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
@@ -64,13 +80,14 @@ fn offers_subprotocol(req: &HttpRequest) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-pub async fn upgrade(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
+pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     if let Err(e) = verify_handshake(req.head()) {
         return Ok(refuse_handshake(e));
+    }
+    if req.extensions().get::<ViaUpgrade>().is_none() {
+        return Err(AppError::bad_request(
+            "not a WebSocket handshake: no Upgrade: websocket",
+        ));
     }
     let s = &state.chat.settings;
     if !origin_allowed(&req, &s.allowed_origins) {
@@ -112,17 +129,18 @@ pub async fn upgrade(
     };
     let fd = req.conn_data::<ConnFd>().map(|f| f.0);
     let outbox = Outbox::new(s.outbox_max_frames, s.outbox_max_bytes, fd);
-    let reader = FrameReader::new(payload, s.max_frame_bytes());
-    let session = Session::new(state.get_ref().clone(), outbox.clone(), identity, Some(slot));
-    Session::create(move |ctx| {
-        ctx.add_stream(reader);
-        session
-    });
+    let session = Session::new(state.clone(), outbox.clone(), identity, Some(slot));
     let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
     res.upgrade("websocket")
         .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept));
     if offers_subprotocol(&req) {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL));
     }
-    Ok(res.body(OutboundBody { outbox }))
+    let mut res = res.finish();
+    res.extensions_mut().insert(Handover {
+        session,
+        outbox,
+        max_frame: s.max_frame_bytes(),
+    });
+    Ok(res)
 }

@@ -2,31 +2,33 @@
 //! and the use cases ([`crate::chat`]).
 //!
 //! It decodes client frames ([`transport::FrameReader`]), and owns only connection
-//! state: the identity, the channels joined, the heartbeat, the per-connection rate
-//! limits. Each request becomes one call into the use-case layer; everything it sends
-//! goes through the connection's bounded [`Outbox`], which the HTTP dispatcher drains
-//! at the client's pace.
+//! state: the identity, the channels joined, the per-connection rate limits (pings
+//! and the heartbeat timeout are one sweep over the registry, `Registry::heartbeat`).
+//! Each request becomes one call into the use-case layer; everything it sends
+//! goes through the connection's bounded [`Outbox`], which the connection's socket
+//! writer drains at the client's pace.
 
+mod joined;
+pub mod socket;
 pub mod transport;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use actix::prelude::*;
+use actix_web::web;
 use bytes::Bytes;
 use serde::Serialize;
 
-use self::transport::{Incoming, ReadError};
+use self::{
+    joined::Joined,
+    transport::{Incoming, ReadError},
+};
 use crate::{
     auth::{Identity, TokenInfo},
     chat,
     conn::{outbox::OutboxClosed, Ack, ConnHandle, Outbox},
     error::{AppError, AppResult},
-    limit::{ConnSlot, Limiter},
+    limit::{ConnSlot, Gcra, Rate},
     metrics::{self, Limit},
     protocol::{close, now_ms, reply_err, reply_ok, request, welcome, Empty, Op, PingOk, Request},
     state::AppState,
@@ -54,31 +56,28 @@ pub struct Session {
     /// This connection as the hub and registry know it (set once authenticated).
     conn: Option<Arc<ConnHandle>>,
     outbox: Arc<Outbox>,
-    state: AppState,
+    /// Shared, not copied: one pointer per connection.
+    state: web::Data<AppState>,
     /// Joined (or joining) channels → the generation of that join, so a join that
     /// completes after a `leave` is dropped. Bounded by `max_channels_per_conn`.
-    joined: HashMap<Arc<str>, u64>,
+    joined: Joined,
     generation: u64,
-    /// Last frame of any kind from the client (heartbeat).
-    last_seen: Instant,
-    /// Writes (publish, typing, edit, delete, signal).
-    writes: Limiter,
-    /// Every request.
-    requests: Limiter,
+    /// Writes (publish, typing, edit, delete, signal), at [`Session::rates`]' first.
+    writes: Gcra,
+    /// Every request, at [`Session::rates`]' second.
+    requests: Gcra,
     /// Consecutive rate-limited requests.
     strikes: u32,
 }
 
 impl Session {
     pub fn new(
-        state: AppState,
+        state: web::Data<AppState>,
         outbox: Arc<Outbox>,
         identity: Option<(Identity, Option<TokenInfo>)>,
         slot: Option<ConnSlot>,
     ) -> Session {
         let id = state.conn_id();
-        let rate = state.chat.settings.publish_rate;
-        let all = (rate * 4.0).max(100.0);
         let (identity, token) = identity.map_or((None, None), |(i, t)| (Some(i), t));
         Session {
             id,
@@ -88,14 +87,20 @@ impl Session {
             _slot: slot,
             conn: None,
             outbox,
-            joined: HashMap::new(),
+            joined: Joined::default(),
             generation: 0,
-            last_seen: Instant::now(),
-            writes: Limiter::new(rate, rate * 2.0),
-            requests: Limiter::new(all, all * 2.0),
+            writes: Gcra::default(),
+            requests: Gcra::default(),
             strikes: 0,
             state,
         }
+    }
+
+    /// The rates of (writes, requests) of a connection.
+    fn rates(&self) -> (Rate, Rate) {
+        let rate = self.state.chat.settings.publish_rate;
+        let all = (rate * 4.0).max(100.0);
+        (Rate::new(rate, rate * 2.0), Rate::new(all, all * 2.0))
     }
 
     fn send(&self, frame: Bytes) {
@@ -210,7 +215,8 @@ impl Session {
             }
             return;
         }
-        let limited = !self.requests.take() || (req.op.is_costly() && !self.writes.take());
+        let (writes, requests) = self.rates();
+        let limited = !self.requests.take(requests) || (req.op.is_costly() && !self.writes.take(writes));
         if limited {
             metrics::get().rate_limited(Limit::Requests);
             self.strikes += 1;
@@ -326,23 +332,10 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
-        let channels: Vec<Arc<str>> = self.joined.drain().map(|(name, _)| name).collect();
+        let channels = self.joined.drain();
         if !channels.is_empty() {
             chat::join::leave(&self.state.chat, self.id, channels);
         }
-    }
-
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.identity.is_none() {
-            // The auth deadline has its own timer.
-            return;
-        }
-        if self.last_seen.elapsed() >= self.state.chat.settings.client_timeout() {
-            log::debug!(session = self.id; "session {} timed out", self.id);
-            self.close(close::NORMAL, "heartbeat timeout", ctx);
-            return;
-        }
-        self.outbox.ping(Bytes::new());
     }
 }
 
@@ -350,17 +343,19 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
+        // Bound of the messages waiting for the session; beyond, senders wait (`send`)
+        // or are refused (`try_send`); `do_send` is used only for `OutboxClosed`, once.
+        ctx.set_mailbox_capacity(16);
         self.outbox.set_notify(ctx.address().recipient());
         metrics::get().connections_accepted.inc();
         if let Some(identity) = self.identity.take() {
             let token = self.token;
             self.authenticated(identity, token, ctx);
         }
-        let settings = &self.state.chat.settings;
-        ctx.run_interval(settings.heartbeat(), |act, ctx| act.heartbeat(ctx));
+        // Pings and the heartbeat timeout: one sweep over the registry for every
+        // connection (`Registry::heartbeat`). Until `auth`, the auth deadline applies.
         if self.identity.is_none() {
-            ctx.run_later(settings.auth_timeout(), |act, ctx| {
+            ctx.run_later(self.state.chat.settings.auth_timeout(), |act, ctx| {
                 if act.identity.is_none() {
                     act.close(close::UNAUTHORIZED, "authentication timeout", ctx);
                 }
@@ -386,7 +381,7 @@ impl Actor for Session {
 
 impl StreamHandler<Result<Incoming, ReadError>> for Session {
     fn handle(&mut self, item: Result<Incoming, ReadError>, ctx: &mut Self::Context) {
-        self.last_seen = Instant::now();
+        self.outbox.frame_in();
         metrics::get().frames_in.inc();
         match item {
             // UTF-8 checked by the decoder already; this only makes the `&str`.

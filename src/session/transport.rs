@@ -7,31 +7,37 @@ use std::{
 };
 
 use actix_web::web::Payload;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
 pub use crate::protocol::frames::{FrameDecoder, Incoming, ReadError};
 
-/// Decodes frames from the request payload.
-pub struct FrameReader {
-    payload: Payload,
+/// Decodes frames from a stream of byte chunks (the socket's read half; an actix
+/// request payload by default). The buffer is released whenever it is empty, so an
+/// idle connection holds none.
+pub struct FrameReader<S = Payload> {
+    payload: S,
     buf: BytesMut,
     decoder: FrameDecoder,
     done: bool,
 }
 
-impl FrameReader {
-    pub fn new(payload: Payload, max: usize) -> Self {
+impl<S> FrameReader<S> {
+    pub fn new(payload: S, max: usize) -> Self {
         FrameReader {
             payload,
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::new(),
             decoder: FrameDecoder::new(max),
             done: false,
         }
     }
 }
 
-impl Stream for FrameReader {
+impl<S, E> Stream for FrameReader<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     type Item = Result<Incoming, ReadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -51,6 +57,10 @@ impl Stream for FrameReader {
                     this.done = true;
                     return Poll::Ready(Some(Err(e)));
                 }
+            }
+            if this.buf.is_empty() {
+                // No allocation kept while waiting for the next bytes.
+                this.buf = BytesMut::new();
             }
             match Pin::new(&mut this.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => this.buf.extend_from_slice(&chunk),
