@@ -42,7 +42,7 @@ struct Inner {
     queue: VecDeque<Item>,
     /// Bytes of text frames queued (including conflated slots).
     bytes: usize,
-    conflated: HashMap<Arc<str>, Bytes>,
+    conflated: HashMap<Arc<str>, Bytes, FxBuild>,
     /// Control frames go out before any queued text.
     control: VecDeque<(OpCode, Bytes)>,
     /// Set once the connection is closing: code and reason of the close frame.
@@ -171,20 +171,28 @@ impl Outbox {
             return false;
         }
         let len = frame.len();
-        if let Some(old) = g.conflated.get_mut(channel) {
-            let old_len = old.len();
-            *old = frame;
-            g.bytes = g.bytes + len - old_len;
-            g.conflated_count += 1;
-            return true;
+        if !g.conflated.is_empty() {
+            if let Some(old) = g.conflated.get_mut(channel) {
+                let old_len = old.len();
+                *old = frame;
+                g.bytes = g.bytes + len - old_len;
+                g.conflated_count += 1;
+                return true;
+            }
         }
         if g.queue.len() >= self.max_frames || g.bytes + len > self.max_bytes {
             self.overflow(g);
             return false;
         }
         g.bytes += len;
-        g.conflated.insert(channel.clone(), frame);
-        g.queue.push_back(Item::Slot(channel.clone()));
+        if g.queue.is_empty() {
+            // Nothing waits: the value goes out as it is (a subscriber that keeps up
+            // costs no slot); a newer one arriving before it is sent takes a slot.
+            g.queue.push_back(Item::Text(frame));
+        } else {
+            g.conflated.insert(channel.clone(), frame);
+            g.queue.push_back(Item::Slot(channel.clone()));
+        }
         wake(&mut g);
         true
     }
@@ -432,14 +440,49 @@ fn release_idle(g: &mut Inner) {
     if g.control.is_empty() && g.control.capacity() > 0 {
         g.control = VecDeque::new();
     }
-    if g.conflated.is_empty() && g.conflated.capacity() > 0 {
-        g.conflated = HashMap::new();
+    // A few slots stay (a feed subscriber refills them many times a second).
+    if g.conflated.is_empty() && g.conflated.capacity() > 8 {
+        g.conflated = HashMap::default();
+    }
+}
+
+/// A fast hasher for the conflation slots (keys are short channel names chosen by the
+/// server's own channel table, not by a client: no flooding of one bucket to defend
+/// against beyond the per-connection channel limit).
+#[derive(Default, Clone, Copy)]
+struct FxBuild;
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+/// The Fx hash (as in rustc): a rotate, xor and multiply per word.
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 fn clear(g: &mut Inner) {
     g.queue = VecDeque::new();
-    g.conflated = HashMap::new();
+    g.conflated = HashMap::default();
     g.bytes = 0;
 }
 
@@ -480,9 +523,31 @@ mod tests {
         for i in 0..100 {
             assert!(o.push_conflated(&ch, Bytes::from(format!("{{\"p\":{i}}}"))));
         }
-        assert_eq!(o.queued().0, 1);
-        let out = drain(&o);
-        assert!(String::from_utf8_lossy(&out).contains("{\"p\":99}"));
+        // The first value went out as it was (nothing waited); every later one took
+        // the channel's single slot.
+        assert_eq!(o.queued().0, 2);
+        let out = String::from_utf8_lossy(&drain(&o)).into_owned();
+        assert!(out.contains("{\"p\":0}") && out.contains("{\"p\":99}"), "{out}");
+        assert!(!out.contains("{\"p\":50}"));
         assert!(!o.is_closing());
+        // Once drained, a value goes out at once again, and the slots stay conflating
+        // behind it.
+        let other: Arc<str> = "ticker:B".into();
+        for i in 0..10 {
+            o.push_conflated(&ch, Bytes::from(format!("{{\"a\":{i}}}")));
+            o.push_conflated(&other, Bytes::from(format!("{{\"b\":{i}}}")));
+        }
+        assert_eq!(o.queued().0, 3, "one value in flight, one slot per channel");
+        let out = String::from_utf8_lossy(&drain(&o)).into_owned();
+        assert!(out.contains("{\"a\":9}") && out.contains("{\"b\":9}"), "{out}");
+    }
+
+    #[test]
+    fn fx_hash_spreads_channel_names() {
+        use std::hash::BuildHasher;
+        let h = |s: &str| FxBuild.hash_one(s);
+        assert_ne!(h("ticker:AAPL"), h("ticker:AAPM"));
+        assert_ne!(h("ticker:A"), h("ticker:B"));
+        assert_eq!(h("room:x"), h("room:x"));
     }
 }
