@@ -24,7 +24,7 @@ pub mod writer;
 use std::{path::Path, time::Duration};
 
 use diesel::{
-    connection::SimpleConnection,
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
     pg::PgConnection,
     r2d2::{ConnectionManager, CustomizeConnection, Pool},
     sqlite::SqliteConnection,
@@ -58,6 +58,31 @@ fn prepare(conn: &mut Conn) -> diesel::QueryResult<()> {
     match conn {
         Conn::Sqlite(c) => c.batch_execute(SQLITE_PRAGMAS),
         Conn::Postgres(c) => c.batch_execute(POSTGRES_SETTINGS),
+    }
+}
+
+/// Runs `f` in a transaction; on SQLite one that takes the write lock at once
+/// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that
+/// read first could not write once another connection had written meanwhile.
+fn immediate_transaction<T>(
+    c: &mut Conn,
+    f: impl FnOnce(&mut Conn) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    match c {
+        Conn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        Conn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(c) {
+        Ok(v) => {
+            <Conn as Connection>::TransactionManager::commit_transaction(c)?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The batch's own error is what matters (a failed rollback breaks the
+            // connection, which the next batch then reports).
+            let _ = <Conn as Connection>::TransactionManager::rollback_transaction(c);
+            Err(e)
+        }
     }
 }
 

@@ -15,10 +15,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use diesel::{
-    connection::{AnsiTransactionManager, TransactionManager},
-    prelude::*,
-};
+use diesel::prelude::*;
 
 use super::{schema::*, Conn, Db};
 use crate::{
@@ -195,7 +192,7 @@ fn trim_channel(c: &mut Conn, channel: &str, top: i64, r: Retention, now: i64, b
     else {
         return Ok(0);
     };
-    let n = short_transaction(c, |c| {
+    let n = super::immediate_transaction(c, |c| {
         diesel::delete(
             upload_refs::table
                 .filter(upload_refs::channel.eq(channel))
@@ -294,25 +291,6 @@ fn unreferenced_uploads(c: &mut Conn, cutoff: i64, batch: i64) -> AppResult<Vec<
         }
     }
     Ok(gone)
-}
-
-/// A transaction that, on SQLite, takes the write lock at its start (`BEGIN
-/// IMMEDIATE`, waiting up to the busy timeout) rather than failing to upgrade later.
-fn short_transaction<T>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> QueryResult<T>) -> QueryResult<T> {
-    match c {
-        Conn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        Conn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
-    match f(c) {
-        Ok(v) => {
-            <Conn as Connection>::TransactionManager::commit_transaction(c)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = <Conn as Connection>::TransactionManager::rollback_transaction(c);
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use std::{collections::HashMap, sync::Arc};
 
 use diesel::{
     backend::Backend,
-    connection::{AnsiTransactionManager, TransactionManager},
     prelude::*,
     query_builder::{AstPass, QueryFragment, QueryId},
     serialize::ToSql,
@@ -26,28 +25,6 @@ use crate::storage::{schema::*, Conn};
 
 /// Most channels per statement (SQLite binds at most 32,766 values).
 const CHUNK: usize = 1000;
-
-/// Runs `f` in a transaction; on SQLite one that takes the write lock at once
-/// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that
-/// read first could not write once another connection had written meanwhile.
-pub(super) fn transaction<T>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> QueryResult<T>) -> QueryResult<T> {
-    match c {
-        Conn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        Conn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
-    match f(c) {
-        Ok(v) => {
-            <Conn as Connection>::TransactionManager::commit_transaction(c)?;
-            Ok(v)
-        }
-        Err(e) => {
-            // The batch's own error is what matters (a failed rollback breaks the
-            // connection, which the next batch then reports).
-            let _ = <Conn as Connection>::TransactionManager::rollback_transaction(c);
-            Err(e)
-        }
-    }
-}
 
 /// A locked counter: its value at the start of the batch and now.
 pub(super) struct Top {

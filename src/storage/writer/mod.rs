@@ -386,7 +386,7 @@ impl Writer {
             let known = &self.known;
             let start = Instant::now();
             let mut applied = start;
-            let r = counters::transaction(&mut self.conn, |c| {
+            let r = super::immediate_transaction(&mut self.conn, |c| {
                 let r = apply(c, &batch, known);
                 applied = Instant::now();
                 r
