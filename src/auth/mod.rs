@@ -145,16 +145,7 @@ impl Auth {
 
     /// Issues a token for a user of this server.
     pub fn issue(&self, user: &UserRef, role: Role) -> String {
-        let exp = (crate::protocol::now_ms() / 1000) as u64 + self.ttl_s;
-        let claims = Claims {
-            sub: user.id.to_string(),
-            name: Some(user.name.to_string()),
-            exp,
-            role: Some(role),
-            entity: None,
-            ver: self.versions.current(&user.id),
-        };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail")
+        self.mint(&user.id, Some(&user.name), role, self.ttl_s, None)
     }
 
     /// Mints a token for any user id, as a backend that knows the secret would (the

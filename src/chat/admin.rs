@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Chat;
 use crate::{
-    auth::{Identity, Role},
+    auth::Identity,
     error::{AppError, AppResult},
     hub::{Busiest, Stats},
     protocol::now_ms,
@@ -43,9 +43,7 @@ pub struct AdminStats {
 
 /// This node's figures, for admins.
 pub async fn stats(chat: Chat, who: Identity) -> AppResult<AdminStats> {
-    if who.role != Role::Admin || who.anonymous {
-        return Err(AppError::forbidden("admins only"));
-    }
+    super::moderation::require_admin(&who)?;
     let registry = &chat.hub.registry;
     let mut s = AdminStats {
         ts: now_ms(),

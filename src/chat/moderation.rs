@@ -109,7 +109,8 @@ impl Archived {
     }
 }
 
-fn require_admin(actor: &Identity) -> AppResult<()> {
+/// `forbidden` unless `actor` is an admin (the check of every admin-only operation).
+pub fn require_admin(actor: &Identity) -> AppResult<()> {
     if actor.role == Role::Admin && !actor.anonymous {
         Ok(())
     } else {
@@ -127,7 +128,7 @@ fn target_id(user: &str) -> AppResult<()> {
 
 /// Admins, or the owner of room `ch`, may moderate it.
 async fn require_moderator(chat: &Chat, actor: &Identity, ch: &Channel) -> AppResult<()> {
-    if actor.role == Role::Admin && !actor.anonymous {
+    if require_admin(actor).is_ok() {
         return Ok(());
     }
     if ch.ns != Namespace::Room {

@@ -114,9 +114,7 @@ async fn unmute(
 
 /// The effective configuration, secrets hidden.
 async fn config(state: web::Data<AppState>, Caller(who): Caller) -> AppResult<HttpResponse> {
-    if who.role != crate::auth::Role::Admin || who.anonymous {
-        return Err(crate::error::AppError::forbidden("admins only"));
-    }
+    moderation::require_admin(&who)?;
     Ok(HttpResponse::Ok().json(json!({ "settings": state.chat.settings.redacted() })))
 }
 
