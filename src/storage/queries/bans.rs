@@ -105,9 +105,11 @@ pub fn audit_entries(c: &mut Conn, before: Option<i64>, limit: i64) -> AppResult
         .load(c)?)
 }
 
-/// Mutes `user_id` in `channel` until `until_ms` (replacing an earlier mute).
+/// Mutes `user_id` in `channel` until `until_ms` (replacing an earlier mute). Expired
+/// mutes are removed on the way, so the table holds about the mutes in force.
 pub fn mute(c: &mut Conn, channel: &str, user_id: &str, until_ms: i64, reason: &str, by: &str) -> AppResult<()> {
     c.transaction(|c| {
+        diesel::delete(mutes::table.filter(mutes::until_ms.le(now_ms()))).execute(c)?;
         diesel::delete(mutes::table.find((channel, user_id))).execute(c)?;
         diesel::insert_into(mutes::table)
             .values((
@@ -127,10 +129,9 @@ pub fn unmute(c: &mut Conn, channel: &str, user_id: &str) -> AppResult<bool> {
     Ok(diesel::delete(mutes::table.find((channel, user_id))).execute(c)? > 0)
 }
 
-/// Mutes in force: (channel, user id, until). Expired ones are removed on the way.
+/// Mutes in force: (channel, user id, until). Only reads (every node polls it).
 pub fn active_mutes(c: &mut Conn) -> AppResult<Vec<(String, String, i64)>> {
     let now = now_ms();
-    diesel::delete(mutes::table.filter(mutes::until_ms.le(now))).execute(c)?;
     Ok(mutes::table
         .filter(mutes::until_ms.gt(now))
         .select((mutes::channel, mutes::user_id, mutes::until_ms))
