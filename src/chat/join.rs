@@ -6,8 +6,9 @@
 //! 2. [`admit`]: rooms and DMs check access and record the membership through the
 //!    writer, batched with other writes;
 //! 3. [`subscribe`]: the connection is added to the channel's shard (live events are
-//!    held), the snapshot is read, and the shard replies with the snapshot followed by
-//!    the held events newer than it: nothing missed, nothing twice.
+//!    held), the snapshot is read (in a batch with the channel's other joins), and the
+//!    shard replies with the snapshot followed by the held events newer than it:
+//!    nothing missed, nothing twice.
 
 use std::sync::Arc;
 
@@ -16,20 +17,14 @@ use crate::{
     auth::Identity,
     channels::{Access, Channel, Namespace},
     conn::{Ack, ConnHandle},
-    error::{AppError, AppResult, ErrorCode},
-    hub::{Completed, JoinComplete, Subscribe, Subscribed},
-    protocol::{reply_err, request, Empty},
-    storage::{
-        queries::{self, JoinRead},
-        writer::WriteOp,
-    },
+    error::{AppResult, ErrorCode},
+    hub::Subscribe,
+    protocol::{request, Empty},
+    storage::writer::WriteOp,
 };
 
 /// Most `limit` of a join.
 const MAX_LIMIT: i64 = 200;
-
-/// Snapshots read for one join whose held events keep overflowing, before it gives up.
-const MAX_SNAPSHOTS: usize = 3;
 
 /// A join that passed the checks that need no I/O.
 #[derive(Debug, Clone)]
@@ -66,8 +61,7 @@ pub async fn admit(chat: Chat, who: Identity, j: &Joining) -> AppResult<()> {
         return Ok(());
     }
     if check_room {
-        let (ch, who2) = (j.channel.clone(), who.clone());
-        match chat.db.run(move |c| queries::room_readable(c, &ch, &who2)).await {
+        match chat.room_readable(&who, &j.channel).await {
             // It exists and the user may read it: only the membership is left to do.
             Ok(()) => check_room = false,
             // The writer creates it (or finds it created meanwhile, and checks again).
@@ -88,78 +82,17 @@ pub async fn admit(chat: Chat, who: Identity, j: &Joining) -> AppResult<()> {
     pending.wait().await.map(|Empty {}| ())
 }
 
-/// Step 3: subscribe `conn` and reply to request `req_id` on its outbox.
-pub async fn subscribe(chat: Chat, conn: Arc<ConnHandle>, j: Joining, req_id: Option<i64>) {
-    let shard = chat.hub.shard(&j.channel.full).clone();
-    let sub = Subscribe {
-        conn: conn.clone(),
-        channel: j.channel.clone(),
+/// Step 3: subscribe `conn`; the channel's shard answers request `req_id` on its
+/// outbox (see [`crate::hub::Subscribe`]).
+pub fn subscribe(chat: &Chat, conn: Arc<ConnHandle>, j: Joining, req_id: Option<i64>) {
+    chat.hub.subscribe(Subscribe {
+        conn,
+        channel: j.channel,
         req_id,
         since: j.since,
-        epoch: j.epoch.clone(),
-    };
-    match shard.send(sub).await {
-        Ok(Subscribed::Replied) => return,
-        Ok(Subscribed::NeedsSnapshot) => {}
-        Err(_) => {
-            conn.outbox
-                .push(reply_err(req_id, &AppError::unavailable("hub unavailable")));
-            return;
-        }
-    }
-    let (recovery_limit, budget) = (chat.settings.recovery_limit, chat.settings.reply_budget());
-    for _ in 0..MAX_SNAPSHOTS {
-        let (name, since, epoch, limit) = (j.channel.full.clone(), j.since, j.epoch.clone(), j.limit);
-        let snapshot = chat
-            .db
-            .run(move |c| {
-                let read = JoinRead {
-                    since,
-                    epoch: epoch.as_deref(),
-                    limit,
-                    recovery_limit,
-                    budget,
-                };
-                queries::join_snapshot(c, &name, &read)
-            })
-            .await;
-        let snapshot = match snapshot {
-            Ok(s) => s,
-            Err(e) => {
-                chat.hub.unsubscribe(conn.id, [j.channel.full.clone()]);
-                conn.outbox.push(reply_err(req_id, &e));
-                return;
-            }
-        };
-        let done = shard
-            .send(JoinComplete {
-                conn_id: conn.id,
-                channel: j.channel.full.clone(),
-                req_id,
-                snapshot,
-            })
-            .await;
-        match done {
-            Ok(Completed::Done) => return,
-            Ok(Completed::Gone) => {
-                // Left (or the connection closed) while the snapshot was read.
-                let e = AppError::bad_request("join superseded by a later leave or join");
-                conn.outbox.push(reply_err(req_id, &e));
-                return;
-            }
-            Ok(Completed::Restart) => continue,
-            Err(_) => {
-                conn.outbox
-                    .push(reply_err(req_id, &AppError::unavailable("hub unavailable")));
-                return;
-            }
-        }
-    }
-    chat.hub.unsubscribe(conn.id, [j.channel.full.clone()]);
-    conn.outbox.push(reply_err(
-        req_id,
-        &AppError::unavailable("the channel is too busy to join, try again"),
-    ));
+        epoch: j.epoch,
+        limit: j.limit,
+    });
 }
 
 /// `leave`: the canonical name of the channel to leave.

@@ -33,6 +33,7 @@ pub mod join;
 pub mod locations;
 pub mod moderation;
 pub mod presence;
+pub mod public_rooms;
 pub mod publish;
 pub mod read;
 pub mod rooms;
@@ -75,6 +76,8 @@ pub struct Chat {
     pub archived: Arc<moderation::Archived>,
     /// Calls in progress.
     pub calls: Arc<calls::Calls>,
+    /// Rooms known to be public (their read check needs no storage).
+    pub public_rooms: Arc<public_rooms::PublicRooms>,
 }
 
 /// Budgets per user and per client address, shared by every way in (WebSocket and
@@ -174,10 +177,24 @@ impl Chat {
         }
     }
 
+    /// The storage half of the read check of a room (access [`Access::RoomCheck`]):
+    /// `not_found` when it does not exist, `forbidden` when it is private and `who` is
+    /// not a member. Rooms known to be public need no storage.
+    async fn room_readable(&self, who: &Identity, ch: &Channel) -> AppResult<()> {
+        if self.public_rooms.contains(&ch.full) {
+            return Ok(());
+        }
+        let (ch2, who2) = (ch.clone(), who.clone());
+        let readable = self.db.run(move |c| queries::room_readable(c, &ch2, &who2)).await?;
+        if readable == queries::Readable::Public {
+            self.public_rooms.insert(&ch.full);
+        }
+        Ok(())
+    }
+
     /// The storage half of [`Chat::visible`] for rooms.
     async fn visible_room(&self, who: &Identity, ch: &Channel) -> AppResult<()> {
-        let (ch2, who2) = (ch.clone(), who.clone());
-        match self.db.run(move |c| queries::room_readable(c, &ch2, &who2)).await {
+        match self.room_readable(who, ch).await {
             Err(e) if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) => Err(hidden(ch)),
             other => other,
         }

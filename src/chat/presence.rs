@@ -8,7 +8,6 @@ use crate::{
     error::{AppError, AppResult},
     hub::{presence::Cursor, PresencePage},
     protocol::{request, PresenceOk},
-    storage::queries,
 };
 
 /// Members a page holds by default, and at most.
@@ -24,8 +23,7 @@ pub async fn presence(chat: Chat, who: Identity, req: request::Presence) -> AppR
     let after = req.after.as_deref().map(decode_cursor).transpose()?;
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
     if access == Access::RoomCheck {
-        let ch2 = ch.clone();
-        chat.db.run(move |c| queries::room_readable(c, &ch2, &who)).await?;
+        chat.room_readable(&who, &ch).await?;
     }
     let page = chat
         .hub

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 
-use super::{ordering::InOrder, presence::Presence, ShardStats};
+use super::{ordering::InOrder, presence::Presence, snapshots::SnapshotQueue, ShardStats};
 use crate::{channels::Namespace, conn::ConnHandle, metrics, protocol::Message};
 
 /// Most frames held for one joining member while its snapshot is read.
@@ -87,6 +87,8 @@ pub(super) struct ChannelState {
     pub last: Option<Message>,
     /// Seq counter of in-memory channels.
     pub seq: i64,
+    /// Joins waiting for a snapshot (stored channels).
+    pub snapshots: SnapshotQueue,
 }
 
 impl ChannelState {
@@ -99,6 +101,7 @@ impl ChannelState {
             order: InOrder::default(),
             last: None,
             seq: 0,
+            snapshots: SnapshotQueue::default(),
         }
     }
 

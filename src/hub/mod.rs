@@ -6,6 +6,7 @@
 //! * [`channel`] – per-channel state: members (with the join buffer) and fan-out.
 //! * [`presence`] – local and cluster-wide presence (pure state machine).
 //! * [`ordering`] – in-order, exactly-once delivery with gap fill (pure state machine).
+//! * [`snapshots`] – join snapshots, read in batches per channel.
 //! * [`router`] – where committed writes (from the writer) and other nodes' events
 //!   (from the broker) enter the hub.
 //!
@@ -17,6 +18,7 @@ pub mod ordering;
 pub mod presence;
 pub mod router;
 pub mod shard;
+pub mod snapshots;
 
 use std::{
     collections::HashSet,
@@ -29,20 +31,19 @@ use actix::{Actor, Addr, Arbiter, Message as ActixMessage};
 use serde_json::value::RawValue;
 
 pub use shard::Shard;
+use snapshots::{DbSnapshots, SnapshotSource};
 
 use crate::{
     auth::TokenVersions,
     broker::{Broker, BusEvent},
     channels::Channel,
     conn::{Ack, ConnHandle, Registry},
+    error::AppError,
     feeds::Feeds,
     protocol::close,
+    protocol::reply_err,
     protocol::{Message, PublishOk, UserRef},
-    storage::{
-        queries::{Change, JoinSnapshot},
-        writer::Commit,
-        Db,
-    },
+    storage::{queries::Change, writer::Commit, Db},
 };
 
 /// Messages a shard's mailbox holds. Overflow policy: senders use `try_send` (and
@@ -100,6 +101,10 @@ pub struct HubConfig {
     /// The accounts' token versions ([`crate::auth::Auth::versions`]), raised by
     /// revocations from any node.
     pub versions: Arc<TokenVersions>,
+    /// Most messages a join recovers with `since`.
+    pub recovery_limit: i64,
+    /// Bytes of messages a join reply may carry.
+    pub reply_budget: usize,
 }
 
 /// Handle to every shard plus the user → connections registry and the broker to
@@ -120,6 +125,11 @@ impl Hub {
         let mut arbiters = Vec::new();
         let mut shards = Vec::new();
         let mut resync = Vec::new();
+        let snapshots: Arc<dyn SnapshotSource> = Arc::new(DbSnapshots {
+            db: db.clone(),
+            recovery_limit: cfg.recovery_limit,
+            budget: cfg.reply_budget,
+        });
         for _ in 0..cfg.shards.max(1) {
             let arb = Arbiter::new();
             let requests = Arc::new(ResyncRequests::default());
@@ -130,9 +140,9 @@ impl Hub {
                 broker.clone(),
                 requests.clone(),
             );
-            let refresh = cfg.presence_refresh;
+            let (refresh, snaps) = (cfg.presence_refresh, snapshots.clone());
             shards.push(Shard::start_in_arbiter(&arb.handle(), move |_| {
-                Shard::new(e, f, d, b, r, refresh)
+                Shard::new(e, f, d, b, r, refresh, snaps)
             }));
             resync.push(requests);
             arbiters.push(arb);
@@ -234,6 +244,29 @@ impl Hub {
         }
     }
 
+    /// Adds a connection to a channel; the shard answers the `join` itself. Overflow
+    /// policy: where the shard's mailbox is full the message waits for room in a task
+    /// of its own. Must run inside the actix runtime.
+    pub fn subscribe(&self, sub: Subscribe) {
+        let shard = self.shard(&sub.channel.full).clone();
+        match shard.try_send(sub) {
+            Ok(()) => {}
+            Err(actix::dev::SendError::Full(sub)) => {
+                actix::spawn(async move {
+                    let (outbox, req_id) = (sub.conn.outbox.clone(), sub.req_id);
+                    if shard.send(sub).await.is_err() {
+                        outbox.push(reply_err(req_id, &AppError::unavailable("hub unavailable")));
+                    }
+                });
+            }
+            Err(actix::dev::SendError::Closed(sub)) => {
+                sub.conn
+                    .outbox
+                    .push(reply_err(sub.req_id, &AppError::unavailable("hub unavailable")));
+            }
+        }
+    }
+
     /// Removes a connection from channels (leave, failed join, disconnect): one
     /// message per shard, queued at once. Overflow policy: where a mailbox is full
     /// the message waits for room in a task of its own, so a membership is never
@@ -266,47 +299,19 @@ pub struct Committed {
     pub at: std::time::Instant,
 }
 
-/// What the shard did with a [`Subscribe`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Subscribed {
-    /// Stored channel: the member is holding events; read the snapshot, then send
-    /// [`JoinComplete`].
-    NeedsSnapshot,
-    /// In-memory channel: the shard already replied.
-    Replied,
-}
-
-/// Add a connection to a channel (holding events until the join completes).
+/// Add a connection to a channel and answer its `join` (request `req_id`) on the
+/// connection's outbox: at once for an in-memory channel; for a stored one after its
+/// snapshot is read, holding live events meanwhile.
 #[derive(ActixMessage)]
-#[rtype(result = "Subscribed")]
+#[rtype(result = "()")]
 pub struct Subscribe {
     pub conn: Arc<ConnHandle>,
     pub channel: Channel,
-    /// Request id of the `join`, for in-memory channels the shard answers itself.
     pub req_id: Option<i64>,
     pub since: Option<i64>,
     pub epoch: Option<String>,
-}
-
-/// What the shard did with a [`JoinComplete`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Completed {
-    /// The member got its reply and is active.
-    Done,
-    /// The events held meanwhile overflowed: read a new snapshot and complete again.
-    Restart,
-    /// The member is gone (left, or its connection closed).
-    Gone,
-}
-
-/// The snapshot of a stored channel for a subscribing connection.
-#[derive(ActixMessage)]
-#[rtype(result = "Completed")]
-pub struct JoinComplete {
-    pub conn_id: u64,
-    pub channel: Arc<str>,
-    pub req_id: Option<i64>,
-    pub snapshot: JoinSnapshot,
+    /// Newest messages returned without `since`.
+    pub limit: i64,
 }
 
 /// Remove a connection from channels (leave, failed join, disconnect).

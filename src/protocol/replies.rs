@@ -30,13 +30,13 @@ pub struct PingOk {
 /// `join`: the channel's position, the messages to show or recover, and (channels
 /// with presence) who is present.
 #[derive(Debug, Serialize)]
-pub struct JoinOk {
+pub struct JoinOk<'a> {
     pub channel: Arc<str>,
     pub seq: i64,
     pub epoch: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
-    pub messages: Vec<Message>,
+    pub messages: &'a [Message],
     /// Missed messages did not fit the reply: continue with `history after=`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,

@@ -326,7 +326,7 @@ impl Session {
                 act.joined.remove(&name);
                 return act.reply::<Empty>(id, Err(e));
             }
-            actix::spawn(chat::join::subscribe(c, act.conn(), j, id));
+            chat::join::subscribe(&c, act.conn(), j, id);
         }));
         Ok(())
     }

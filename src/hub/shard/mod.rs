@@ -4,6 +4,7 @@
 //! storage reads, timers, announcements to other nodes ([`remote`]: what comes from
 //! and goes to the other nodes of a cluster).
 
+mod join;
 mod remote;
 #[cfg(test)]
 mod tests;
@@ -19,9 +20,10 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{
-    channel::{ChannelState, Kind, Member, MemberState},
+    channel::{ChannelState, Kind},
     ordering::Next,
     presence::{Flush, Presence},
+    snapshots::SnapshotSource,
     *,
 };
 use crate::{
@@ -30,8 +32,7 @@ use crate::{
     error::AppError,
     feeds::Feeds,
     protocol::{
-        message_event, now_ms, presence_count_event, presence_event, reply_ok, typing_event, Empty, JoinOk, Message,
-        PublishOk, UserRef,
+        message_event, now_ms, presence_count_event, presence_event, typing_event, Empty, Message, PublishOk, UserRef,
     },
     storage::{queries, Db},
 };
@@ -60,6 +61,8 @@ pub struct Shard {
     /// How often presence lists are re-announced to other nodes; a node silent for
     /// three periods is taken as gone.
     presence_refresh: Duration,
+    /// Where join snapshots are read.
+    snapshots: Arc<dyn SnapshotSource>,
 }
 
 impl Shard {
@@ -70,6 +73,7 @@ impl Shard {
         broker: Arc<dyn Broker>,
         resync: Arc<ResyncRequests>,
         presence_refresh: Duration,
+        snapshots: Arc<dyn SnapshotSource>,
     ) -> Shard {
         Shard {
             channels: HashMap::new(),
@@ -81,6 +85,7 @@ impl Shard {
             broker,
             resync,
             presence_refresh,
+            snapshots,
         }
     }
 
@@ -275,139 +280,6 @@ impl Actor for Shard {
         if self.broker.clustered() {
             ctx.run_interval(self.presence_refresh, |act, _| act.refresh_presence());
         }
-    }
-}
-
-impl Handler<Subscribe> for Shard {
-    type Result = MessageResult<Subscribe>;
-
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
-        let name = msg.channel.full.clone();
-        let policy = msg.channel.policy();
-        let epoch = self.epoch.clone();
-        if policy.presence && !self.channels.contains_key(&name) {
-            // Learn who is present on other nodes before the join reply lists members.
-            self.broker.publish(BusEvent::PresenceAsk { channel: name.clone() });
-        }
-        let ch = self.channel(&name, msg.channel.ns);
-        let conn_id = msg.conn.id;
-        if policy.storage == Storage::Every {
-            // Re-joining restarts the holding; presence is counted on completion.
-            if let Some(old) = ch.members.get(&conn_id) {
-                if matches!(old.state, MemberState::Active { .. })
-                    && policy.presence
-                    && ch.presence.leave(&old.conn.user)
-                {
-                    self.dirty.insert(name.clone());
-                }
-            }
-            let ch = self.channels.get_mut(&name).expect("channel exists");
-            ch.members.insert(
-                conn_id,
-                Member {
-                    conn: msg.conn,
-                    state: MemberState::Joining(Default::default()),
-                },
-            );
-            return MessageResult(Subscribed::NeedsSnapshot);
-        }
-        // In-memory last-value channel: reply with the last value at once.
-        let top = ch.seq;
-        let last: Vec<Message> = ch.last.iter().cloned().collect();
-        let recovered = msg.since.map(|since| {
-            let same_epoch = msg.epoch.as_deref().is_none_or(|e| e.is_empty() || *e == *epoch);
-            same_epoch && (since == top || since + 1 == top)
-        });
-        let messages = if recovered == Some(true) && msg.since == Some(top) {
-            Vec::new()
-        } else {
-            last
-        };
-        let reply = reply_ok(
-            msg.req_id,
-            &JoinOk {
-                channel: name.clone(),
-                seq: top,
-                epoch,
-                recovered,
-                messages,
-                more: false,
-                presence: None,
-                presence_count: None,
-            },
-        );
-        let outbox = msg.conn.outbox.clone();
-        ch.members.insert(
-            conn_id,
-            Member {
-                conn: msg.conn,
-                state: MemberState::Active { skip_upto: top },
-            },
-        );
-        outbox.push(reply);
-        MessageResult(Subscribed::Replied)
-    }
-}
-
-impl Handler<JoinComplete> for Shard {
-    type Result = MessageResult<JoinComplete>;
-
-    fn handle(&mut self, msg: JoinComplete, ctx: &mut Self::Context) -> Self::Result {
-        let Some(ch) = self.channels.get_mut(&msg.channel) else {
-            return MessageResult(Completed::Gone);
-        };
-        let presence_on = ch.ns.policy().presence;
-        let Some(m) = ch.members.get_mut(&msg.conn_id) else {
-            return MessageResult(Completed::Gone);
-        };
-        let top = msg.snapshot.top;
-        if matches!(&m.state, MemberState::Joining(b) if b.overflowed()) {
-            // Hold anew from here; the next snapshot covers what was dropped.
-            m.state = MemberState::Joining(Default::default());
-            return MessageResult(Completed::Restart);
-        }
-        let held = match std::mem::replace(&mut m.state, MemberState::Active { skip_upto: top }) {
-            MemberState::Joining(b) => Some(b),
-            MemberState::Active { .. } => None,
-        };
-        let conn = m.conn.clone();
-        // Counted once per membership: a second completion (two joins of the same
-        // channel racing) finds the member active already.
-        if presence_on && held.is_some() && ch.presence.join(&conn.user) {
-            self.dirty.insert(msg.channel.clone());
-        }
-        let s = msg.snapshot;
-        let reply = reply_ok(
-            msg.req_id,
-            &JoinOk {
-                channel: msg.channel.clone(),
-                seq: s.top,
-                epoch: s.epoch.into(),
-                recovered: s.recovered,
-                messages: s.messages,
-                more: s.more,
-                presence: presence_on.then(|| ch.presence.page(None, JOIN_PRESENCE).members),
-                presence_count: presence_on.then(|| ch.presence.count()),
-            },
-        );
-        let mut alive = conn.outbox.push(reply);
-        for frame in held.into_iter().flat_map(|b| b.after(top)) {
-            if !alive {
-                break;
-            }
-            alive = conn.outbox.push(frame);
-        }
-        if !alive {
-            self.remove_member(conn.id, &msg.channel);
-        }
-        if let Some(ch) = self.channels.get_mut(&msg.channel) {
-            // The first snapshot is the baseline of in-order delivery.
-            if ch.order.baseline(top) {
-                let name = ch.name.clone();
-                self.drain(ctx, &name);
-            }
-        }
-        MessageResult(Completed::Done)
     }
 }
 

@@ -124,16 +124,27 @@ pub fn room_access(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<()> 
 
 /// The read-side access check of rooms: like [`room_access`], but a missing room is
 /// `not_found` (reading never creates a room).
-pub fn room_readable(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<()> {
+pub fn room_readable(c: &mut Conn, ch: &Channel, who: &Identity) -> AppResult<Readable> {
     debug_assert_eq!(ch.ns, Namespace::Room);
     let Some(room) = get_room(c, ch.name())? else {
         return Err(AppError::not_found(format!("no room {}", ch.full)));
     };
-    if !room.private || who.role == Role::Admin || is_member(c, &ch.full, who.id())? {
-        Ok(())
+    if !room.private {
+        Ok(Readable::Public)
+    } else if who.role == Role::Admin || is_member(c, &ch.full, who.id())? {
+        Ok(Readable::Private)
     } else {
         Err(AppError::forbidden(format!("not a member of {}", ch.full)))
     }
+}
+
+/// Why a room may be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readable {
+    /// Anyone may (a room never becomes private: callers may remember this).
+    Public,
+    /// A private room the user belongs to (or an admin).
+    Private,
 }
 
 /// A room as listed by `GET /api/rooms`.
